@@ -1,0 +1,128 @@
+"""Prefect artifacts, one per stage, so a run reads in the UI without its logs.
+
+Only counts, check names, metrics and S3 locations go here: never record text, which may hold
+personal data.
+"""
+
+from __future__ import annotations
+
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from flows.summary import RunSummary
+from tasks.dataset import DatasetRef
+from tasks.evaluate import EvalReport
+from tasks.ingest import IngestResult
+from tasks.quality import QualityReport
+from tasks.train_local import TrainResult
+
+
+def ingest(result: IngestResult, objects: int) -> None:
+    rows = [
+        {"what": "objects read", "count": objects},
+        {"what": "records read", "count": result.records_read},
+        {"what": "accepted", "count": result.accepted},
+        {"what": "quarantined", "count": result.quarantined},
+    ] + [
+        {"what": f"quarantined: {reason}", "count": n}
+        for reason, n in result.quarantine_reasons.items()
+    ]
+    create_table_artifact(rows, key="retrain-ingest", description="1 ingest: records in and out")
+
+
+def quality(report: QualityReport) -> None:
+    rows = [
+        {
+            "check": c.name,
+            "column": c.column or "",
+            "severity": c.severity,
+            "result": "pass" if c.success else "FAIL",
+            "observed": c.observed,
+        }
+        for c in report.checks
+    ]
+    verdict = "passed" if report.passed else f"FAILED: {', '.join(report.failed_critical)}"
+    create_table_artifact(
+        rows,
+        key="retrain-quality",
+        description=f"2 validate: quality gate {verdict}; PII redacted {report.pii_redactions}; "
+        f"Data Docs under {report.data_docs_prefix}",
+    )
+
+
+def dataset(ref: DatasetRef) -> None:
+    lines = [
+        f"**Dataset {ref.version}** at `{ref.prefix}`",
+        "",
+        "| split | examples |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {count} |" for name, count in ref.counts.items()]
+    create_markdown_artifact("\n".join(lines), key="retrain-dataset", description="3 prepare")
+
+
+def training(result: TrainResult) -> None:
+    curve = ", ".join(f"{loss:.3f}" for loss in result.loss_curve)
+    markdown = (
+        f"**{result.steps} steps** on {result.device} in {result.seconds:.0f} s, "
+        f"{result.train_examples} training examples, base `{result.base_model}`\n\n"
+        f"Mean train loss {result.train_loss:.4f}\n\nLoss per step: {curve}"
+    )
+    create_markdown_artifact(markdown, key="retrain-training", description="4 fine-tune")
+
+
+def evaluation(challenger: EvalReport, incumbent: EvalReport) -> None:
+    rows = []
+    for name in ["overall", *challenger.slices]:
+        new = challenger.overall if name == "overall" else challenger.slices[name]
+        old = incumbent.overall if name == "overall" else incumbent.slices.get(name)
+        rows.append(
+            {
+                "slice": name,
+                "examples": new.examples,
+                "incumbent loss": old.loss if old else None,
+                "challenger loss": new.loss,
+                "incumbent token acc": old.token_accuracy if old else None,
+                "challenger token acc": new.token_accuracy,
+            }
+        )
+    create_table_artifact(
+        rows,
+        key="retrain-evaluation",
+        description=f"5 evaluate: {challenger.model} vs {incumbent.model} on {challenger.dataset}",
+    )
+
+
+def render(summary: RunSummary) -> str:
+    """The summary as markdown (also what the CLI prints without --json)."""
+    lines = [
+        f"## Retrain run {summary.run_id}: **{summary.decision}**",
+        *[f"- {reason}" for reason in summary.reasons],
+        "",
+        f"- records in: {summary.records_read} from {summary.objects} objects; "
+        f"curated {summary.records_curated}, quarantined {summary.records_quarantined} "
+        f"{summary.quarantine_reasons or ''}",
+        f"- checks: {summary.checks_passed} passed, {len(summary.checks_failed)} failed "
+        f"{summary.checks_failed or ''}",
+    ]
+    if summary.train_steps is not None:
+        lines.append(
+            f"- training: {summary.train_steps} steps, mean loss {summary.train_loss:.4f}, "
+            f"{summary.train_seconds:.0f} s"
+        )
+    if summary.metrics:
+        lines += ["", "| model | golden loss | perplexity | token accuracy |", "|---|---|---|---|"]
+        lines += [
+            f"| {name} | {m.loss:.4f} | {m.perplexity:.3f} | {m.token_accuracy:.3f} |"
+            for name, m in summary.metrics.items()
+        ]
+    if summary.model_uri:
+        lines += ["", f"- model version {summary.model_version}: {summary.model_uri}"]
+    return "\n".join(lines)
+
+
+def finish(summary: RunSummary) -> RunSummary:
+    markdown = render(summary)
+    get_run_logger().info("\n%s", markdown)
+    create_markdown_artifact(markdown, key="retrain-summary", description="Run summary")
+    return summary

@@ -1,0 +1,114 @@
+"""The retrain flow: new support logs in S3 → a better chatbot model, or a reasoned "no".
+
+retrain run            # against the configured bucket and Prefect API
+retrain demo           # everything local: moto S3, ephemeral Prefect, packaged SmolLM2
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+
+from flows import report
+from flows.summary import RunSummary
+from tasks.config import Settings
+from tasks.dataset import build_dataset
+from tasks.evaluate import ModelRef, score_model
+from tasks.ingest import commit_watermark, find_new_objects, ingest_objects
+from tasks.quality import validate_batch
+from tasks.registry import (
+    apply_decision,
+    current_champion,
+    decide,
+    model_card,
+    register_version,
+)
+from tasks.train_local import train_local
+
+
+def _resource(settings: Settings) -> dict[str, str]:
+    return {"prefect.resource.id": f"retrain.model.{settings.model_name}"}
+
+
+@flow(name="retrain")
+def retrain(settings: Settings | None = None) -> RunSummary:
+    """Retrain the support chatbot on logs that arrived since the last run.
+
+    1 ingest    new objects only (watermark), quarantine bad records
+    2 validate  PII redaction + Great Expectations gate; a failed gate stops before training
+    3 prepare   chat-format dataset version, frozen golden set, splits
+    4 fine-tune LoRA with TRL/PEFT on the worker (CPU or GPU)
+    5 evaluate  challenger vs champion on the golden set, per category
+    6 promote   policy gate, registry version, champion alias moved only on a win
+    """
+    settings = settings or Settings()
+    logger = get_run_logger()
+    run_id = str(flow_run.get_id() or datetime.now(UTC).strftime("local-%Y%m%dT%H%M%S"))
+    summary = RunSummary(run_id=run_id, model_name=settings.model_name, bucket=settings.s3.bucket)
+
+    # 1 ingest
+    new = find_new_objects(settings)
+    if not new.objects:
+        logger.info(
+            "No new support logs under s3://%s/%s", settings.s3.bucket, settings.s3.raw_prefix
+        )
+        return report.finish(summary.model_copy(update={"decision": "no_new_data"}))
+    ingested = ingest_objects(settings, new.objects, run_id)
+    summary = summary.with_ingest(new.objects, ingested)
+    report.ingest(ingested, len(new.objects))
+
+    # 2 validate
+    quality = validate_batch(settings, ingested.staging_key, run_id, ingested.quarantined)
+    summary = summary.with_quality(quality)
+    report.quality(quality)
+    if not quality.passed:
+        emit_event(
+            "retrain.data.rejected",
+            resource=_resource(settings),
+            payload={
+                "run_id": run_id,
+                "failed": quality.failed_critical,
+                "report": quality.report_key,
+            },
+        )
+        commit_watermark(settings, new)  # the batch is handled: rejected with a report
+        return report.finish(summary.model_copy(update={"decision": "data_rejected"}))
+
+    # 3 prepare
+    dataset = build_dataset(settings, quality.redacted_key, run_id, new.objects, quality.report_key)
+    summary = summary.with_dataset(dataset)
+    report.dataset(dataset)
+
+    # 4 fine-tune
+    trained = train_local(settings, dataset, run_id)
+    summary = summary.with_training(trained)
+    report.training(trained)
+
+    # 5 evaluate
+    champion = current_champion(settings)
+    challenger = ModelRef(
+        label="challenger", base_model_dir=trained.base_model_dir, adapter_dir=trained.adapter_dir
+    )
+    challenger_eval = score_model(settings, challenger, dataset.golden_key)
+    incumbent_eval = score_model(settings, champion.model, dataset.golden_key)
+    report.evaluation(challenger_eval, incumbent_eval)
+
+    # 6 promote
+    decision = decide(challenger_eval, incumbent_eval, settings.evaluation.min_improvement)
+    version = f"v{datetime.now(UTC):%Y%m%d%H%M%S}"
+    card = model_card(
+        settings, version, run_id, dataset, trained, challenger_eval, incumbent_eval, decision
+    )
+    model_uri = register_version(settings, version, trained.adapter_dir, card)
+    apply_decision(settings, version, decision, champion, run_id)
+    emit_event(
+        "retrain.model.promoted" if decision.promote else "retrain.model.rejected",
+        resource=_resource(settings),
+        payload={"version": version, "run_id": run_id, "reasons": decision.reasons},
+    )
+    commit_watermark(settings, new)
+    summary = summary.with_decision(decision, version, model_uri, challenger_eval, incumbent_eval)
+    return report.finish(summary)

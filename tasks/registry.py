@@ -1,0 +1,174 @@
+"""Model registry in S3: versions, aliases moved by conditional writes, an audit log of events.
+
+    models/<name>/versions/<version>/adapter/...   LoRA adapter + tokenizer (safetensors)
+    models/<name>/versions/<version>/card.json     metrics, lineage, decision
+    models/<name>/aliases/<alias>.json             {"version": ...}: champion, previous
+    models/<name>/events/<timestamp>-<kind>.json   one object per promote / reject
+
+An alias moves only with If-Match on the ETag read before the decision (If-None-Match when it
+does not exist yet), so two runs can never both think they promoted.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from pydantic import BaseModel
+
+from tasks.base_model import resolve_base_model
+from tasks.config import Settings
+from tasks.dataset import DatasetRef
+from tasks.evaluate import EvalReport, ModelRef
+from tasks.s3 import download_prefix, get_json, put_json, put_json_if, s3_client, upload_dir
+from tasks.train_local import TrainResult
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+
+
+class Decision(BaseModel):
+    promote: bool
+    reasons: list[str]
+
+
+class Champion(BaseModel):
+    """The incumbent to beat, and the alias ETag a promotion must match."""
+
+    model: ModelRef
+    alias_etag: str | None
+
+
+def model_prefix(settings: Settings) -> str:
+    return f"{settings.s3.models_prefix}{settings.model_name}/"
+
+
+def decide(challenger: EvalReport, incumbent: EvalReport, min_improvement: float) -> Decision:
+    """Promote only if the challenger's golden loss beats the incumbent's by the margin."""
+    new, old = challenger.overall.loss, incumbent.overall.loss
+    needed = old * (1 - min_improvement)
+    change = (old - new) / old if old else 0.0
+    summary = f"golden loss {old:.4f} → {new:.4f} ({change:+.1%} improvement, need ≥ {min_improvement:.1%})"
+    if new <= needed:
+        return Decision(promote=True, reasons=[f"challenger wins: {summary}"])
+    return Decision(promote=False, reasons=[f"challenger does not win: {summary}"])
+
+
+def model_card(
+    settings: Settings,
+    version: str,
+    run_id: str,
+    dataset: DatasetRef,
+    trained: TrainResult,
+    challenger: EvalReport,
+    incumbent: EvalReport,
+    decision: Decision,
+) -> dict[str, Any]:
+    """What a version is and where it came from: enough to reproduce or audit it."""
+    return {
+        "name": settings.model_name,
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(),
+        "base_model": trained.base_model,
+        "format": "peft-lora-safetensors",
+        "training": {
+            **settings.training.model_dump(),
+            "steps": trained.steps,
+            "train_loss": trained.train_loss,
+            "seconds": trained.seconds,
+            "device": trained.device,
+        },
+        "lineage": {
+            "run_id": run_id,
+            "dataset_version": dataset.version,
+            "dataset_prefix": dataset.prefix,
+        },
+        "evaluation": {
+            "dataset": challenger.dataset,
+            "challenger": challenger.model_dump(),
+            "incumbent": incumbent.model_dump(),
+        },
+        "decision": decision.model_dump(),
+    }
+
+
+@task(retries=2, retry_delay_seconds=5)
+def current_champion(settings: Settings) -> Champion:
+    """The champion model, downloaded to the cache; the base model when none exists yet."""
+    s3 = settings.s3
+    client = s3_client(s3)
+    alias = get_json(client, s3.bucket, f"{model_prefix(settings)}aliases/{CHAMPION}.json")
+    if alias.body is None:
+        base_dir = resolve_base_model(settings.training.base_model, settings.cache_dir)
+        return Champion(
+            model=ModelRef(
+                label=f"base ({settings.training.base_model})", base_model_dir=str(base_dir)
+            ),
+            alias_etag=None,
+        )
+    version = alias.body["version"]
+    version_prefix = f"{model_prefix(settings)}versions/{version}/"
+    card = get_json(client, s3.bucket, version_prefix + "card.json").body
+    local = settings.cache_dir / "registry" / settings.model_name / version
+    adapter_dir = download_prefix(client, s3.bucket, version_prefix + "adapter/", local)
+    base_dir = resolve_base_model(card["base_model"], settings.cache_dir)
+    return Champion(
+        model=ModelRef(
+            label=f"champion {version}",
+            base_model_dir=str(base_dir),
+            adapter_dir=str(adapter_dir),
+            version=version,
+        ),
+        alias_etag=alias.etag,
+    )
+
+
+@task(retries=2, retry_delay_seconds=5)
+def register_version(
+    settings: Settings, version: str, adapter_dir: str, card: dict[str, Any]
+) -> str:
+    """Upload the adapter and its card as a new, immutable version; returns its S3 prefix."""
+    s3 = settings.s3
+    client = s3_client(s3)
+    prefix = f"{model_prefix(settings)}versions/{version}/"
+    upload_dir(client, Path(adapter_dir), s3.bucket, prefix + "adapter/")
+    put_json_if(client, s3.bucket, prefix + "card.json", card, expected_etag=None)
+    return f"s3://{s3.bucket}/{prefix}"
+
+
+def _write_event(client: Any, settings: Settings, kind: str, body: dict[str, Any]) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    key = f"{model_prefix(settings)}events/{stamp}-{kind}.json"
+    put_json(client, settings.s3.bucket, key, {"kind": kind, "at": stamp, **body})
+    return key
+
+
+@task
+def apply_decision(
+    settings: Settings, version: str, decision: Decision, champion: Champion, run_id: str
+) -> str:
+    """Move the champion alias (conditionally) or record the rejection; returns the event key."""
+    s3 = settings.s3
+    client = s3_client(s3)
+    event = {"version": version, "reasons": decision.reasons, "run_id": run_id}
+    if not decision.promote:
+        return _write_event(client, settings, "reject", event)
+    aliases = f"{model_prefix(settings)}aliases/"
+    now = datetime.now(UTC).isoformat()
+    put_json_if(
+        client,
+        s3.bucket,
+        aliases + f"{CHAMPION}.json",
+        {"version": version, "updated_at": now, "run_id": run_id},
+        expected_etag=champion.alias_etag,
+    )
+    if champion.model.version:
+        put_json(
+            client,
+            s3.bucket,
+            aliases + f"{PREVIOUS}.json",
+            {"version": champion.model.version, "updated_at": now, "run_id": run_id},
+        )
+    return _write_event(client, settings, "promote", {**event, "replaced": champion.model.version})

@@ -1,0 +1,70 @@
+"""Shared fixtures: one moto S3 server and one Prefect test harness per session, a bucket per
+test, and the real SmolLM2 tokenizer on a tiny random model."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tasks.config import Settings, apply_runtime_env
+
+apply_runtime_env()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    from flows.local_s3 import moto_server
+
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """A real Prefect server (SQLite) for the whole session: starting one takes 10-20 s."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="session")
+def model_cache() -> Path:
+    """Shared across sessions so the GGUF → safetensors conversion runs once per machine."""
+    return Settings().cache_dir
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(model_cache: Path) -> Path:
+    from tasks.base_model import SMOLLM2, resolve_base_model
+
+    return resolve_base_model(SMOLLM2, model_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tasks.base_model import build_tiny_model
+
+    return build_tiny_model(smollm2_dir, tmp_path_factory.mktemp("tiny-smollm2"))
+
+
+@pytest.fixture
+def settings(
+    s3_endpoint: str, request: pytest.FixtureRequest, tmp_path: Path, model_cache: Path
+) -> Settings:
+    """Settings for one test: its own bucket on the session's moto server, a small budget."""
+    from tasks.s3 import ensure_bucket, s3_client
+
+    bucket = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
+    settings = Settings(
+        cache_dir=model_cache,
+        s3={"bucket": bucket, "endpoint_url": s3_endpoint},
+        quality={"min_records": 20},
+        training={"max_steps": 2, "batch_size": 4, "max_length": 96},
+        evaluation={"batch_size": 8},
+    )
+    ensure_bucket(s3_client(settings.s3), bucket)
+    return settings
