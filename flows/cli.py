@@ -9,7 +9,6 @@ Exit code 0 when the run completed, whatever it decided; 1 when it failed.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path

@@ -4,7 +4,7 @@
 loaded that way refuses save_pretrained, so its weights are copied into a fresh model built from
 the same config and saved as safetensors under `<cache_dir>/models/`. Later loads take ~0.1 s.
 
-    python -c "from tasks.base_model import resolve_base_model; print(resolve_base_model('smollm2-135m-instruct'))"
+    python -m tasks.base_model      # convert the configured base model once, print its path
 """
 
 from __future__ import annotations
@@ -103,3 +103,10 @@ def build_tiny_model(source_dir: Path, target_dir: Path, seed: int = 0) -> Path:
     model.save_pretrained(target_dir)
     AutoTokenizer.from_pretrained(source_dir).save_pretrained(target_dir)
     return target_dir
+
+
+if __name__ == "__main__":
+    from tasks.config import Settings
+
+    settings = Settings()
+    print(resolve_base_model(settings.training.base_model, settings.cache_dir))

@@ -100,7 +100,7 @@ class TrainingSettings(BaseModel):
         description="`smollm2-135m-instruct` (the packaged SmolLM2) or a directory of a "
         "transformers model saved as safetensors.",
     )
-    max_steps: int = Field(40, ge=1, description="Optimizer steps per run.")
+    max_steps: int = Field(24, ge=1, description="Optimizer steps per run.")
     batch_size: int = Field(8, ge=1, description="Examples per device step.")
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate of the LoRA adapter.")
     max_length: int = Field(160, ge=16, description="Tokens per example after truncation.")

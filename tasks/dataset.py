@@ -126,7 +126,9 @@ def assign_splits(
         chosen = {r["conversation_id"] for r in ranked[: config.golden_max_examples]}
         golden = FrozenGolden(
             conversation_ids=frozenset(chosen),
-            customer_keys=frozenset(customer_key(r) for r in ranked if r["conversation_id"] in chosen),
+            customer_keys=frozenset(
+                customer_key(r) for r in ranked if r["conversation_id"] in chosen
+            ),
         )
     for record in in_golden_bucket:  # kept in time order, so reruns produce identical files
         in_golden = record["conversation_id"] in golden.conversation_ids

@@ -4,7 +4,7 @@ A record that breaks the contract goes to `quarantine/<run-id>/rejected.jsonl` w
 the rest of its file is still processed. The watermark under `state/` remembers which objects
 (key + ETag) were processed, so a re-uploaded object is read again and an unchanged one never.
 
-    python -c "from tasks.ingest import parse_object_lines; print(list(parse_object_lines([b'{}'], 'k')))"
+    retrain run        # ingest is the first stage of every run
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Personal-data redaction applied to every message before training or any third party sees it.
 
 Patterns cover what can be recognised reliably without a model: e-mail addresses, payment-card
-numbers (issuer prefix + Luhn check, so order numbers survive), phone numbers written with separators,
-IPv4 addresses and IBANs. Each match becomes a placeholder such as `[EMAIL]`, in the same spirit
-as the `{{Order Number}}` placeholders support templates already use.
+numbers (issuer prefix + Luhn check, so order numbers survive), phone numbers written with
+separators, IPv4 addresses and IBANs. Each match becomes a placeholder such as `[EMAIL]`, in
+the same spirit as the `{{Order Number}}` placeholders support templates already use.
 """
 
 from __future__ import annotations

@@ -150,13 +150,14 @@ def validate_batch(
 
     total = len(records) + quarantined
     quarantine_fraction = quarantined / total if total else 0.0
+    limit = settings.quality.max_quarantine_fraction
     checks.append(
         CheckResult(
             name="quarantine_fraction_at_most",
             column=None,
-            success=quarantine_fraction <= settings.quality.max_quarantine_fraction,
+            success=quarantine_fraction <= limit,
             severity="critical",
-            observed=f"{quarantine_fraction:.3f} (limit {settings.quality.max_quarantine_fraction})",
+            observed=f"{quarantine_fraction:.3f} (limit {limit})",
         )
     )
     failed = [
@@ -164,6 +165,12 @@ def validate_batch(
         for c in checks
         if not c.success and c.severity == "critical"
     ]
+    if failed:  # the whole batch is held back: keep it where rejected records live
+        client.copy_object(
+            Bucket=s3.bucket,
+            Key=f"{s3.quarantine_prefix}{run_id}/gate-rejected.jsonl",
+            CopySource={"Bucket": s3.bucket, "Key": staging_key},
+        )
     report = QualityReport(
         passed=not failed,
         checks=checks,

@@ -50,7 +50,10 @@ def decide(challenger: EvalReport, incumbent: EvalReport, min_improvement: float
     new, old = challenger.overall.loss, incumbent.overall.loss
     needed = old * (1 - min_improvement)
     change = (old - new) / old if old else 0.0
-    summary = f"golden loss {old:.4f} → {new:.4f} ({change:+.1%} improvement, need ≥ {min_improvement:.1%})"
+    summary = (
+        f"golden loss {old:.4f} → {new:.4f} "
+        f"({change:+.1%} improvement, need ≥ {min_improvement:.1%})"
+    )
     if new <= needed:
         return Decision(promote=True, reasons=[f"challenger wins: {summary}"])
     return Decision(promote=False, reasons=[f"challenger does not win: {summary}"])

@@ -85,7 +85,9 @@ def test_build_dataset_writes_version_manifest_and_freezes_golden(settings):
     put_jsonl(client, bucket, "staging/r1/redacted.jsonl", [record(i) for i in range(200)])
     sources = [ObjectRef(key="raw/x.jsonl", etag='"abc"', size=10)]
 
-    first = build_dataset.fn(settings, "staging/r1/redacted.jsonl", "r1", sources, "reports/r1/q.json")
+    first = build_dataset.fn(
+        settings, "staging/r1/redacted.jsonl", "r1", sources, "reports/r1/q.json"
+    )
     assert first.curated + first.quarantined == 200
     assert first.counts["golden"] == 8
     train = get_jsonl(client, bucket, first.train_key)
@@ -96,7 +98,9 @@ def test_build_dataset_writes_version_manifest_and_freezes_golden(settings):
     assert manifest["counts"] == first.counts
     golden_before = client.get_object(Bucket=bucket, Key=first.golden_key)["ETag"]
 
-    again = build_dataset.fn(settings, "staging/r1/redacted.jsonl", "r2", sources, "reports/r2/q.json")
+    again = build_dataset.fn(
+        settings, "staging/r1/redacted.jsonl", "r2", sources, "reports/r2/q.json"
+    )
     assert again.version == first.version  # content-addressed: same logs, same version
     assert client.get_object(Bucket=bucket, Key=first.golden_key)["ETag"] == golden_before
     assert again.counts == first.counts

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.retrain import retrain
 from tasks.registry import CHAMPION, model_prefix
-from tasks.s3 import get_json, list_objects, s3_client
+from tasks.s3 import get_json, get_jsonl, list_objects, s3_client
 from tasks.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
@@ -26,8 +26,9 @@ def flow_settings(settings, tiny_model_dir):
             "training": settings.training.model_copy(update={"base_model": str(tiny_model_dir)}),
             # a tiny random model improves only slightly in 2 steps; any gain promotes it here
             "evaluation": settings.evaluation.model_copy(update={"min_improvement": 0.0}),
-            "dataset": settings.dataset.model_copy(update={"golden_fraction": 0.1,
-                                                           "golden_max_examples": 16}),
+            "dataset": settings.dataset.model_copy(
+                update={"golden_fraction": 0.1, "golden_max_examples": 16}
+            ),
         }
     )
 
@@ -76,7 +77,7 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
     monkeypatch.setenv("RETRAIN_S3__ENDPOINT_URL", settings.s3.endpoint_url)
     result = CliRunner().invoke(app, ["run", "--json"])
     assert result.exit_code == 0, result.output
-    rerun = json.loads(result.stdout[result.stdout.index("{"):])
+    rerun = json.loads(result.stdout[result.stdout.index("{") :])
     assert rerun["decision"] == "no_new_data" and rerun["records_read"] == 0
 
 
@@ -95,6 +96,9 @@ def test_a_batch_that_fails_the_gate_stops_before_training(flow_settings):
     assert objects(settings, settings.s3.models_prefix) == []
     assert objects(settings, settings.s3.datasets_prefix) == []
     assert objects(settings, f"{settings.s3.reports_prefix}{summary.run_id}/quality.json")
+    held_back = f"{settings.s3.quarantine_prefix}{summary.run_id}/gate-rejected.jsonl"
+    rows = get_jsonl(s3_client(settings.s3), settings.s3.bucket, held_back)
+    assert len(rows) == 60
 
 
 def test_a_failing_run_exits_non_zero_with_a_fix_in_the_message(settings, monkeypatch):

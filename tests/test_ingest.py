@@ -46,7 +46,10 @@ def test_valid_record_keeps_unknown_fields():
         (b'["a", "list"]', "JSON value is a list, not an object"),
         (b'"just a string"', "JSON value is a str, not an object"),
         (b'{"conversation_id": "caf\xe9"}', "invalid UTF-8"),
-        (line({k: v for k, v in record().items() if k != "timestamp"}), "`timestamp`: Field required"),
+        (
+            line({k: v for k, v in record().items() if k != "timestamp"}),
+            "`timestamp`: Field required",
+        ),
         (line(record(timestamp="2026-11-21T10:04:00")), "`timestamp`"),  # no timezone
         (line(record(conversation_id="")), "`conversation_id`"),
         (
@@ -54,7 +57,9 @@ def test_valid_record_keeps_unknown_fields():
             "needs at least one customer and one agent message",
         ),
         (
-            line(record(messages=[{"role": "customer", "text": "hi"}, {"role": "agent", "text": ""}])),
+            line(
+                record(messages=[{"role": "customer", "text": "hi"}, {"role": "agent", "text": ""}])
+            ),
             "`messages.1.text`",
         ),
         (line(record(csat=9)), "`csat`"),
@@ -79,8 +84,15 @@ def test_bad_lines_do_not_stop_the_rest_of_the_object():
 
 def test_empty_object_is_quarantined_not_ignored():
     assert list(parse_object_lines([], "raw/empty.jsonl")) == [
-        ("bad", {"source_key": "raw/empty.jsonl", "line": None,
-                 "reason": "empty object: no records", "raw": ""})
+        (
+            "bad",
+            {
+                "source_key": "raw/empty.jsonl",
+                "line": None,
+                "reason": "empty object: no records",
+                "raw": "",
+            },
+        )
     ]
 
 
@@ -100,19 +112,25 @@ def test_ingest_streams_gzip_and_accounts_for_every_record(settings):
 
     new = find_new_objects.fn(settings)
     assert [o.key.rsplit("/", 1)[1] for o in new.objects] == [
-        "a.jsonl.gz", "b.jsonl", "c.jsonl.gz", "empty.jsonl"
+        "a.jsonl.gz",
+        "b.jsonl",
+        "c.jsonl.gz",
+        "empty.jsonl",
     ]
     result = ingest_objects.fn(settings, new.objects, run_id="run-1")
 
     client = s3_client(settings.s3)
     accepted = get_jsonl(client, settings.s3.bucket, result.staging_key)
     rejected = get_jsonl(client, settings.s3.bucket, result.quarantine_key)
-    assert result.records_read == result.accepted + result.quarantined == len(accepted) + len(rejected)
+    assert (
+        result.records_read == result.accepted + result.quarantined == len(accepted) + len(rejected)
+    )
     assert result.accepted >= 6  # 5 from a.jsonl.gz, 1 from b.jsonl, whatever c.jsonl.gz yielded
     reasons = {r["reason"].split(":")[0] for r in rejected}
     assert {"malformed JSON", "JSON value is a list, not an object", "empty object"} <= reasons
-    assert any(r["source_key"].endswith("c.jsonl.gz") and "unreadable" in r["reason"]
-               for r in rejected)
+    assert any(
+        r["source_key"].endswith("c.jsonl.gz") and "unreadable" in r["reason"] for r in rejected
+    )
     assert result.quarantine_key == f"{settings.s3.quarantine_prefix}run-1/rejected.jsonl"
 
 

@@ -47,6 +47,9 @@ def test_redact_record_counts_and_keeps_other_fields():
         ],
     }
     redacted = redact_record(record, counts)
-    assert [m["text"] for m in redacted["messages"]] == ["I am [EMAIL]", "Thanks [EMAIL], call [PHONE]"]
+    assert [m["text"] for m in redacted["messages"]] == [
+        "I am [EMAIL]",
+        "Thanks [EMAIL], call [PHONE]",
+    ]
     assert counts == {"EMAIL": 2, "PHONE": 1}
     assert record["messages"][0]["text"] == "I am bob@example.com"  # input untouched

@@ -34,7 +34,9 @@ def test_promotion_needs_the_configured_relative_improvement(challenger, incumbe
 
 def champion_alias(settings) -> tuple[dict | None, str | None]:
     alias = get_json(
-        s3_client(settings.s3), settings.s3.bucket, f"{model_prefix(settings)}aliases/{CHAMPION}.json"
+        s3_client(settings.s3),
+        settings.s3.bucket,
+        f"{model_prefix(settings)}aliases/{CHAMPION}.json",
     )
     return alias.body, alias.etag
 
@@ -64,16 +66,23 @@ def test_first_promotion_creates_the_alias_and_a_second_must_match_it(settings, 
 
 def test_rejection_leaves_the_alias_and_writes_an_audit_event(settings):
     client = s3_client(settings.s3)
-    put_json(client, settings.s3.bucket, f"{model_prefix(settings)}aliases/{CHAMPION}.json",
-             {"version": "v1"})
+    put_json(
+        client,
+        settings.s3.bucket,
+        f"{model_prefix(settings)}aliases/{CHAMPION}.json",
+        {"version": "v1"},
+    )
     before = champion_alias(settings)
-    champion = Champion(model=ModelRef(label="v1", base_model_dir="x", version="v1"),
-                        alias_etag=before[1])
+    champion = Champion(
+        model=ModelRef(label="v1", base_model_dir="x", version="v1"), alias_etag=before[1]
+    )
     event_key = apply_decision.fn(
         settings, "v2", Decision(promote=False, reasons=["worse"]), champion, run_id="r1"
     )
     assert champion_alias(settings) == before
-    events = [o["Key"] for o in list_objects(client, settings.s3.bucket,
-                                             f"{model_prefix(settings)}events/")]
+    events = [
+        o["Key"]
+        for o in list_objects(client, settings.s3.bucket, f"{model_prefix(settings)}events/")
+    ]
     assert events == [event_key] and event_key.endswith("-reject.json")
     assert get_json(client, settings.s3.bucket, event_key).body["reasons"] == ["worse"]
