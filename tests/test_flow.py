@@ -7,6 +7,8 @@ import json
 from datetime import date
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -42,6 +44,15 @@ def objects(settings, prefix: str) -> list[str]:
     return [o["Key"] for o in list_objects(s3_client(settings.s3), settings.s3.bucket, prefix)]
 
 
+def artifact_keys(flow_run_id: str) -> set[str]:
+    """The artifacts a run left in the Prefect API: what a person sees in the UI."""
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key for a in artifacts}
+
+
 def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_settings, monkeypatch):
     settings = flow_settings
     seed(settings, limit=240, end=date(2026, 11, 21), bad_records=6)
@@ -71,6 +82,14 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
     assert lora_b and any(t.abs().sum() > 0 for t in lora_b)
     assert objects(settings, f"{settings.s3.quarantine_prefix}{summary.run_id}/")
     assert objects(settings, f"{settings.s3.reports_prefix}{summary.run_id}/data-docs/")
+    assert artifact_keys(summary.run_id) == {
+        "retrain-ingest",
+        "retrain-quality",
+        "retrain-dataset",
+        "retrain-training",
+        "retrain-evaluation",
+        "retrain-summary",
+    }
 
     # Second run through the CLI: nothing new, so no ingest or training, exit code 0.
     monkeypatch.setenv("RETRAIN_S3__BUCKET", bucket)
