@@ -9,6 +9,8 @@ Exit code 0 when the run completed, whatever it decided; 1 when it failed.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -29,7 +31,10 @@ def _run_and_print(settings: Settings, as_json: bool) -> None:
 
     started = time.perf_counter()
     try:
-        summary = retrain(settings=settings)
+        # stdout carries only the summary (so `--json` output parses); anything a library
+        # prints during the run goes to stderr with the logs.
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = retrain(settings=settings)
     except Exception as error:  # report and exit non-zero; Prefect has already marked it Failed
         typer.secho(f"retrain run failed: {type(error).__name__}: {error}", err=True, fg="red")
         raise typer.Exit(1) from error

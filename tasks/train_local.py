@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from pydantic import BaseModel
 
 from tasks.base_model import resolve_base_model
@@ -75,6 +75,18 @@ def sft_config(training: TrainingSettings, output_dir: Path, on_gpu: bool, bf16:
     )
 
 
+def prefect_log_callback():
+    """A TrainerCallback that writes each logging step to the Prefect run log."""
+    from transformers import TrainerCallback
+
+    class PrefectLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+            step = {k: round(v, 4) if isinstance(v, float) else v for k, v in (logs or {}).items()}
+            get_run_logger().info("step %s: %s", state.global_step, step)
+
+    return PrefectLog()
+
+
 def load_chat_examples(settings: Settings, key: str) -> list[dict[str, Any]]:
     client = s3_client(settings.s3)
     return get_jsonl(client, settings.s3.bucket, key)
@@ -88,7 +100,7 @@ def train_local(settings: Settings, dataset: DatasetRef, run_id: str) -> TrainRe
     """
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import SFTTrainer
 
     training = settings.training
@@ -122,6 +134,9 @@ def train_local(settings: Settings, dataset: DatasetRef, run_id: str) -> TrainRe
         processing_class=tokenizer,
         peft_config=lora_config(training),
     )
+    # Trainer prints its log dicts to stdout; send them to the Prefect run log instead.
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(prefect_log_callback())
     output = trainer.train()
     trainer.save_model(str(output_dir))  # the LoRA adapter only (a few MB)
     tokenizer.save_pretrained(output_dir)
