@@ -59,7 +59,7 @@ def main() -> None:
         first_s, first = timed_demo(state, env)
         second_s, second = timed_demo(state, env)
 
-    metrics = first.get("metrics", {})
+    metrics = first.get("metrics", {}).get("golden", {})
     base_loss = metrics.get("incumbent", {}).get("loss")
     tuned_loss = metrics.get("challenger", {}).get("loss")
     results = {

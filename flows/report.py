@@ -71,25 +71,29 @@ def training(result: TrainResult) -> None:
     create_markdown_artifact(markdown, key="retrain-training", description="4 fine-tune")
 
 
-def evaluation(challenger: EvalReport, incumbent: EvalReport) -> None:
+def evaluation(challenger: dict[str, EvalReport], incumbent: dict[str, EvalReport]) -> None:
     rows = []
-    for name in ["overall", *challenger.slices]:
-        new = challenger.overall if name == "overall" else challenger.slices[name]
-        old = incumbent.overall if name == "overall" else incumbent.slices.get(name)
-        rows.append(
-            {
-                "slice": name,
-                "examples": new.examples,
-                "incumbent loss": old.loss if old else None,
-                "challenger loss": new.loss,
-                "incumbent token acc": old.token_accuracy if old else None,
-                "challenger token acc": new.token_accuracy,
-            }
-        )
+    for eval_set, new_report in challenger.items():
+        old_report = incumbent.get(eval_set)
+        for name in ["overall", *new_report.slices]:
+            new = new_report.overall if name == "overall" else new_report.slices[name]
+            old = None
+            if old_report:
+                old = old_report.overall if name == "overall" else old_report.slices.get(name)
+            rows.append(
+                {
+                    "set": eval_set,
+                    "slice": name,
+                    "examples": new.examples,
+                    "incumbent loss": old.loss if old else None,
+                    "challenger loss": new.loss,
+                    "incumbent token acc": old.token_accuracy if old else None,
+                    "challenger token acc": new.token_accuracy,
+                }
+            )
+    names = {r.model for r in [*challenger.values(), *incumbent.values()]}
     create_table_artifact(
-        rows,
-        key="retrain-evaluation",
-        description=f"5 evaluate: {challenger.model} vs {incumbent.model} on {challenger.dataset}",
+        rows, key="retrain-evaluation", description=f"5 evaluate: {' vs '.join(sorted(names))}"
     )
 
 
@@ -111,10 +115,15 @@ def render(summary: RunSummary) -> str:
             f"{summary.train_seconds:.0f} s"
         )
     if summary.metrics:
-        lines += ["", "| model | golden loss | perplexity | token accuracy |", "|---|---|---|---|"]
         lines += [
-            f"| {name} | {m.loss:.4f} | {m.perplexity:.3f} | {m.token_accuracy:.3f} |"
-            for name, m in summary.metrics.items()
+            "",
+            "| set | model | loss | perplexity | token accuracy |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {eval_set} | {model} | {m.loss:.4f} | {m.perplexity:.3f} | {m.token_accuracy:.3f} |"
+            for eval_set, models in summary.metrics.items()
+            for model, m in models.items()
         ]
     if summary.model_uri:
         lines += ["", f"- model version {summary.model_version}: {summary.model_uri}"]

@@ -20,6 +20,8 @@ from tasks.evaluate import ModelRef, score_model
 from tasks.ingest import commit_watermark, find_new_objects, ingest_objects
 from tasks.quality import validate_batch
 from tasks.registry import (
+    GOLDEN,
+    RECENT,
     apply_decision,
     current_champion,
     decide,
@@ -41,8 +43,8 @@ def retrain(settings: Settings | None = None) -> RunSummary:
     2 validate  PII redaction + Great Expectations gate; a failed gate stops before training
     3 prepare   chat-format dataset version, frozen golden set, splits
     4 fine-tune LoRA with TRL/PEFT on the worker (CPU or GPU)
-    5 evaluate  challenger vs champion on the golden set, per category
-    6 promote   policy gate, registry version, champion alias moved only on a win
+    5 evaluate  challenger vs champion on the golden and recent held-out sets, per category
+    6 promote   policy gate with guardrails, registry version, champion alias moved on a win
     """
     settings = settings or Settings()
     logger = get_run_logger()
@@ -92,12 +94,13 @@ def retrain(settings: Settings | None = None) -> RunSummary:
     challenger = ModelRef(
         label="challenger", base_model_dir=trained.base_model_dir, adapter_dir=trained.adapter_dir
     )
-    challenger_eval = score_model(settings, challenger, dataset.golden_key)
-    incumbent_eval = score_model(settings, champion.model, dataset.golden_key)
+    eval_sets = {GOLDEN: dataset.golden_key, RECENT: dataset.heldout_key}
+    challenger_eval = score_model(settings, challenger, eval_sets)
+    incumbent_eval = score_model(settings, champion.model, eval_sets)
     report.evaluation(challenger_eval, incumbent_eval)
 
     # 6 promote
-    decision = decide(challenger_eval, incumbent_eval, settings.evaluation.min_improvement)
+    decision = decide(challenger_eval, incumbent_eval, settings.evaluation)
     version = f"v{datetime.now(UTC):%Y%m%d%H%M%S}"
     card = model_card(
         settings, version, run_id, dataset, trained, challenger_eval, incumbent_eval, decision

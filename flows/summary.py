@@ -39,7 +39,9 @@ class RunSummary(BaseModel):
     train_steps: int | None = None
     train_loss: float | None = None
     train_seconds: float | None = None
-    metrics: dict[str, SliceMetrics] = Field(default_factory=dict)
+    metrics: dict[str, dict[str, SliceMetrics]] = Field(
+        default_factory=dict, description="eval set → incumbent / challenger → overall metrics"
+    )
     model_version: str | None = None
     model_uri: str | None = None
 
@@ -99,8 +101,8 @@ class RunSummary(BaseModel):
         decision: Decision,
         version: str,
         model_uri: str,
-        challenger: EvalReport,
-        incumbent: EvalReport,
+        challenger: dict[str, EvalReport],
+        incumbent: dict[str, EvalReport],
     ) -> RunSummary:
         return self.model_copy(
             update={
@@ -108,6 +110,10 @@ class RunSummary(BaseModel):
                 "reasons": decision.reasons,
                 "model_version": version,
                 "model_uri": model_uri,
-                "metrics": {"incumbent": incumbent.overall, "challenger": challenger.overall},
+                "metrics": {
+                    name: {"incumbent": incumbent[name].overall, "challenger": report.overall}
+                    for name, report in challenger.items()
+                    if name in incumbent
+                },
             }
         )

@@ -111,13 +111,22 @@ class TrainingSettings(BaseModel):
 
 
 class EvaluationSettings(BaseModel):
-    """How the challenger is compared with the champion."""
+    """How the challenger is compared with the champion: the promotion policy."""
 
     batch_size: int = Field(16, ge=1, description="Examples per forward pass when scoring.")
     min_improvement: float = Field(
         0.01,
         ge=0,
         description="Relative drop in golden loss the challenger needs to be promoted (0.01 = 1%).",
+    )
+    max_slice_regression: float = Field(
+        0.10,
+        ge=0,
+        description="Guardrail: no golden category, and not the recent held-out set, may get "
+        "worse than the incumbent by more than this (relative loss).",
+    )
+    slice_min_examples: int = Field(
+        5, ge=1, description="Categories with fewer golden examples are reported, not gated."
     )
 
 

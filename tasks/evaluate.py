@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -120,19 +119,26 @@ def score_examples(
 
 
 @task
-def score_model(settings: Settings, ref: ModelRef, examples_key: str) -> EvalReport:
-    """Score one model on a held-out set stored in S3 (golden or recent)."""
-    examples = get_jsonl(s3_client(settings.s3), settings.s3.bucket, examples_key)
-    if not examples:
-        raise ValueError(f"s3://{settings.s3.bucket}/{examples_key} holds no examples to score")
+def score_model(
+    settings: Settings, ref: ModelRef, eval_sets: dict[str, str]
+) -> dict[str, EvalReport]:
+    """Score one model on each named held-out set in S3 (golden, recent), loading it once.
+
+    An empty set is skipped: a small batch may leave no recent held-out examples.
+    """
+    client = s3_client(settings.s3)
     model, tokenizer = load_model(ref)
-    overall, slices = score_examples(
-        model,
-        tokenizer,
-        examples,
-        batch_size=settings.evaluation.batch_size,
-        max_length=settings.training.max_length,
-    )
-    return EvalReport(
-        model=ref.label, dataset=Path(examples_key).name, overall=overall, slices=slices
-    )
+    reports = {}
+    for name, key in eval_sets.items():
+        examples = get_jsonl(client, settings.s3.bucket, key)
+        if not examples:
+            continue
+        overall, slices = score_examples(
+            model,
+            tokenizer,
+            examples,
+            batch_size=settings.evaluation.batch_size,
+            max_length=settings.training.max_length,
+        )
+        reports[name] = EvalReport(model=ref.label, dataset=name, overall=overall, slices=slices)
+    return reports

@@ -19,7 +19,7 @@ from prefect import task
 from pydantic import BaseModel
 
 from tasks.base_model import resolve_base_model
-from tasks.config import Settings
+from tasks.config import EvaluationSettings, Settings
 from tasks.dataset import DatasetRef
 from tasks.evaluate import EvalReport, ModelRef
 from tasks.s3 import download_prefix, get_json, put_json, put_json_if, s3_client, upload_dir
@@ -27,6 +27,8 @@ from tasks.train_local import TrainResult
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
+GOLDEN = "golden"  # the frozen set the promotion decision rests on
+RECENT = "recent"  # this run's held-out conversations: a guardrail against drift
 
 
 class Decision(BaseModel):
@@ -45,18 +47,42 @@ def model_prefix(settings: Settings) -> str:
     return f"{settings.s3.models_prefix}{settings.model_name}/"
 
 
-def decide(challenger: EvalReport, incumbent: EvalReport, min_improvement: float) -> Decision:
-    """Promote only if the challenger's golden loss beats the incumbent's by the margin."""
-    new, old = challenger.overall.loss, incumbent.overall.loss
-    needed = old * (1 - min_improvement)
-    change = (old - new) / old if old else 0.0
-    summary = (
+def _regression(new: float, old: float) -> float:
+    return (new - old) / old if old else 0.0
+
+
+def decide(
+    challenger: dict[str, EvalReport], incumbent: dict[str, EvalReport], policy: EvaluationSettings
+) -> Decision:
+    """Promote only if the golden loss drops by the margin and no guardrail is broken.
+
+    Guardrails: no golden category with enough examples, and not the recent held-out set, may
+    be worse than the incumbent by more than `max_slice_regression`.
+    """
+    new, old = challenger[GOLDEN].overall.loss, incumbent[GOLDEN].overall.loss
+    change = -_regression(new, old)
+    headline = (
         f"golden loss {old:.4f} → {new:.4f} "
-        f"({change:+.1%} improvement, need ≥ {min_improvement:.1%})"
+        f"({change:+.1%} improvement, need ≥ {policy.min_improvement:.1%})"
     )
-    if new <= needed:
-        return Decision(promote=True, reasons=[f"challenger wins: {summary}"])
-    return Decision(promote=False, reasons=[f"challenger does not win: {summary}"])
+    blockers = []
+    if change < policy.min_improvement:
+        blockers.append(f"not enough improvement: {headline}")
+    for name, metrics in challenger[GOLDEN].slices.items():
+        before = incumbent[GOLDEN].slices.get(name)
+        if before is None or metrics.examples < policy.slice_min_examples:
+            continue
+        if _regression(metrics.loss, before.loss) > policy.max_slice_regression:
+            blockers.append(
+                f"golden slice {name} regressed: loss {before.loss:.4f} → {metrics.loss:.4f}"
+            )
+    if RECENT in challenger and RECENT in incumbent:
+        new_recent, old_recent = challenger[RECENT].overall.loss, incumbent[RECENT].overall.loss
+        if _regression(new_recent, old_recent) > policy.max_slice_regression:
+            blockers.append(f"recent held-out regressed: loss {old_recent:.4f} → {new_recent:.4f}")
+    if blockers:
+        return Decision(promote=False, reasons=blockers)
+    return Decision(promote=True, reasons=[f"challenger wins: {headline}"])
 
 
 def model_card(
@@ -65,8 +91,8 @@ def model_card(
     run_id: str,
     dataset: DatasetRef,
     trained: TrainResult,
-    challenger: EvalReport,
-    incumbent: EvalReport,
+    challenger: dict[str, EvalReport],
+    incumbent: dict[str, EvalReport],
     decision: Decision,
 ) -> dict[str, Any]:
     """What a version is and where it came from: enough to reproduce or audit it."""
@@ -89,9 +115,9 @@ def model_card(
             "dataset_prefix": dataset.prefix,
         },
         "evaluation": {
-            "dataset": challenger.dataset,
-            "challenger": challenger.model_dump(),
-            "incumbent": incumbent.model_dump(),
+            name: {"challenger": report.model_dump(), "incumbent": incumbent[name].model_dump()}
+            for name, report in challenger.items()
+            if name in incumbent
         },
         "decision": decision.model_dump(),
     }

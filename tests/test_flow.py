@@ -63,7 +63,9 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
     assert summary.records_read == 246
     assert summary.records_read == summary.records_curated + summary.records_quarantined
     assert summary.quarantine_reasons["malformed JSON"] == 1
-    assert summary.metrics["challenger"].loss < summary.metrics["incumbent"].loss
+    golden = summary.metrics["golden"]
+    assert golden["challenger"].loss < golden["incumbent"].loss
+    assert set(summary.metrics) == {"golden", "recent"}
     client = s3_client(settings.s3)
     bucket = settings.s3.bucket
     alias = get_json(client, bucket, f"{model_prefix(settings)}aliases/{CHAMPION}.json").body

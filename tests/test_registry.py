@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from tasks.config import EvaluationSettings
 from tasks.evaluate import EvalReport, ModelRef, SliceMetrics
 from tasks.registry import (
     CHAMPION,
+    GOLDEN,
+    RECENT,
     Champion,
     Decision,
     apply_decision,
@@ -16,10 +19,17 @@ from tasks.registry import (
 )
 from tasks.s3 import ConcurrentUpdateError, get_json, list_objects, put_json, s3_client
 
+POLICY = EvaluationSettings(min_improvement=0.01, max_slice_regression=0.10, slice_min_examples=5)
 
-def report(loss: float) -> EvalReport:
-    metrics = SliceMetrics(examples=10, tokens=100, loss=loss, perplexity=2.0, token_accuracy=0.5)
-    return EvalReport(model="m", dataset="golden.jsonl", overall=metrics, slices={})
+
+def metrics(loss: float, examples: int = 10) -> SliceMetrics:
+    return SliceMetrics(
+        examples=examples, tokens=100, loss=loss, perplexity=2.0, token_accuracy=0.5
+    )
+
+
+def report(loss: float, slices: dict[str, SliceMetrics] | None = None) -> EvalReport:
+    return EvalReport(model="m", dataset=GOLDEN, overall=metrics(loss), slices=slices or {})
 
 
 @pytest.mark.parametrize(
@@ -27,9 +37,31 @@ def report(loss: float) -> EvalReport:
     [(1.0, 2.0, True), (1.99, 2.0, False), (1.98, 2.0, True), (2.5, 2.0, False)],
 )
 def test_promotion_needs_the_configured_relative_improvement(challenger, incumbent, promote):
-    decision = decide(report(challenger), report(incumbent), min_improvement=0.01)
+    decision = decide({GOLDEN: report(challenger)}, {GOLDEN: report(incumbent)}, POLICY)
     assert decision.promote is promote
     assert f"{incumbent:.4f} → {challenger:.4f}" in decision.reasons[0]
+
+
+def test_a_regressing_category_blocks_promotion_despite_a_better_average():
+    challenger = report(1.0, {"ORDER": metrics(0.5), "REFUND": metrics(2.5)})
+    incumbent = report(2.0, {"ORDER": metrics(2.0), "REFUND": metrics(2.0)})
+    decision = decide({GOLDEN: challenger}, {GOLDEN: incumbent}, POLICY)
+    assert not decision.promote
+    assert decision.reasons == ["golden slice REFUND regressed: loss 2.0000 → 2.5000"]
+
+
+def test_categories_too_small_to_judge_are_not_gated():
+    challenger = report(1.0, {"RARE": metrics(3.0, examples=2)})
+    incumbent = report(2.0, {"RARE": metrics(2.0, examples=2)})
+    assert decide({GOLDEN: challenger}, {GOLDEN: incumbent}, POLICY).promote
+
+
+def test_a_regression_on_recent_conversations_blocks_promotion():
+    challenger = {GOLDEN: report(1.0), RECENT: report(2.5)}
+    incumbent = {GOLDEN: report(2.0), RECENT: report(2.0)}
+    decision = decide(challenger, incumbent, POLICY)
+    assert not decision.promote
+    assert "recent held-out regressed" in decision.reasons[0]
 
 
 def champion_alias(settings) -> tuple[dict | None, str | None]:

@@ -62,8 +62,8 @@ def test_lora_fine_tune_lowers_held_out_loss(settings, smollm2_dir):
     tuned = ModelRef(
         label="tuned", base_model_dir=str(smollm2_dir), adapter_dir=trained.adapter_dir
     )
-    before = score_model.fn(settings, base, dataset.heldout_key).overall
-    after = score_model.fn(settings, tuned, dataset.heldout_key).overall
+    before = score_model.fn(settings, base, {"heldout": dataset.heldout_key})["heldout"].overall
+    after = score_model.fn(settings, tuned, {"heldout": dataset.heldout_key})["heldout"].overall
 
     assert trained.steps == 8 and trained.device == "cpu"
     assert trained.loss_curve[-1] < trained.loss_curve[0]
