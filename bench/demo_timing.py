@@ -60,6 +60,7 @@ def main() -> None:
         second_s, second = timed_demo(state, env)
 
     metrics = first.get("metrics", {}).get("golden", {})
+    recent = first.get("metrics", {}).get("recent", {})
     base_loss = metrics.get("incumbent", {}).get("loss")
     tuned_loss = metrics.get("challenger", {}).get("loss")
     results = {
@@ -69,6 +70,8 @@ def main() -> None:
         "golden_loss_promoted": tuned_loss,
         "golden_token_accuracy_base": metrics.get("incumbent", {}).get("token_accuracy"),
         "golden_token_accuracy_promoted": metrics.get("challenger", {}).get("token_accuracy"),
+        "recent_loss_base": recent.get("incumbent", {}).get("loss"),
+        "recent_loss_promoted": recent.get("challenger", {}).get("loss"),
         "train_steps": first.get("train_steps"),
         "train_seconds": first.get("train_seconds"),
         "records_read": first["records_read"],

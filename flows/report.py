@@ -104,10 +104,13 @@ def render(summary: RunSummary) -> str:
         *[f"- {reason}" for reason in summary.reasons],
         "",
         f"- records in: {summary.records_read} from {summary.objects} objects; "
-        f"curated {summary.records_curated}, quarantined {summary.records_quarantined} "
-        f"{summary.quarantine_reasons or ''}",
+        f"curated {summary.records_curated}, quarantined {summary.records_quarantined}",
+        *[
+            f"  - {reason}: {count}"
+            for reason, count in sorted(summary.quarantine_reasons.items(), key=lambda kv: -kv[1])
+        ],
         f"- checks: {summary.checks_passed} passed, {len(summary.checks_failed)} failed "
-        f"{summary.checks_failed or ''}",
+        f"{', '.join(summary.checks_failed)}".rstrip(),
     ]
     if summary.train_steps is not None:
         lines.append(

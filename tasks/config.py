@@ -84,9 +84,6 @@ class DatasetSettings(BaseModel):
     )
     golden_max_examples: int = Field(96, ge=8, description="Cap on the frozen golden set.")
     validation_fraction: float = Field(0.05, gt=0, lt=0.5, description="Validation share.")
-    max_train_examples: int = Field(
-        2000, ge=1, description="Cap on training examples per run (newest kept)."
-    )
 
 
 class TrainingSettings(BaseModel):

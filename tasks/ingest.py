@@ -83,7 +83,8 @@ def _reason(error: ValidationError) -> str:
     """A one-line reason naming the first offending field."""
     first = error.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "record"
-    return f"`{field}`: {first['msg']}"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"`{field}`: {message}"
 
 
 def parse_line(raw: bytes) -> SupportLogRecord | str:

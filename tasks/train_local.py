@@ -9,12 +9,14 @@ except where this file says why.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.exceptions import MissingContextError
 from pydantic import BaseModel
 
 from tasks.base_model import resolve_base_model
@@ -75,6 +77,14 @@ def sft_config(training: TrainingSettings, output_dir: Path, on_gpu: bool, bf16:
     )
 
 
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run logger inside a run; a plain logger when called as `task.fn()`."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
 def prefect_log_callback():
     """A TrainerCallback that writes each logging step to the Prefect run log."""
     from transformers import TrainerCallback
@@ -82,7 +92,7 @@ def prefect_log_callback():
     class PrefectLog(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs) -> None:
             step = {k: round(v, 4) if isinstance(v, float) else v for k, v in (logs or {}).items()}
-            get_run_logger().info("step %s: %s", state.global_step, step)
+            _logger().info("step %s: %s", state.global_step, step)
 
     return PrefectLog()
 

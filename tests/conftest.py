@@ -3,6 +3,7 @@ test, and the real SmolLM2 tokenizer on a tiny random model."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,11 @@ import pytest
 
 from tasks.config import Settings, apply_runtime_env
 
+# Tests see only the defaults and what each test sets: not the developer's RETRAIN_ variables
+# or a retrain.toml in the working directory.
+for _name in [n for n in os.environ if n.startswith("RETRAIN_")]:
+    del os.environ[_name]
+os.environ["RETRAIN_CONFIG_FILE"] = str(Path(__file__).parent / "no-such-retrain.toml")
 apply_runtime_env()
 
 
