@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
@@ -47,17 +47,17 @@ def retrain(settings: Settings | None = None) -> RunSummary:
     6 promote   policy gate with guardrails, registry version, champion alias moved on a win
     """
     settings = settings or Settings()
-    logger = get_run_logger()
     run_id = str(flow_run.get_id() or datetime.now(UTC).strftime("local-%Y%m%dT%H%M%S"))
     summary = RunSummary(run_id=run_id, model_name=settings.model_name, bucket=settings.s3.bucket)
 
     # 1 ingest
     new = find_new_objects(settings)
     if not new.objects:
-        logger.info(
-            "No new support logs under s3://%s/%s", settings.s3.bucket, settings.s3.raw_prefix
+        where = f"s3://{settings.s3.bucket}/{settings.s3.raw_prefix}"
+        reason = f"no new support logs under {where} since the last run: nothing to do"
+        return report.finish(
+            summary.model_copy(update={"decision": "no_new_data", "reasons": [reason]})
         )
-        return report.finish(summary.model_copy(update={"decision": "no_new_data"}))
     ingested = ingest_objects(settings, new.objects, run_id)
     summary = summary.with_ingest(new.objects, ingested)
     report.ingest(ingested, len(new.objects))

@@ -4,11 +4,13 @@ with the real SmolLM2 tokenizer."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import date
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -53,6 +55,20 @@ def artifact_keys(flow_run_id: str) -> set[str]:
     return {a.key for a in artifacts}
 
 
+def emitted_events(name: str, resource_id: str, timeout_s: float = 30) -> list:
+    """Events the Prefect server stored; they arrive asynchronously, so poll briefly."""
+    event_filter = EventFilter(
+        event=EventNameFilter(name=[name]), resource=EventResourceFilter(id=[resource_id])
+    )
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while True:
+            events = client.read_events(filter=event_filter, limit=50).events
+            if events or time.monotonic() > deadline:
+                return events
+            time.sleep(0.5)
+
+
 def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_settings, monkeypatch):
     settings = flow_settings
     seed(settings, limit=240, end=date(2026, 11, 21), bad_records=6)
@@ -93,6 +109,9 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
         "retrain-summary",
     }
 
+    promoted = emitted_events("retrain.model.promoted", f"retrain.model.{settings.model_name}")
+    assert [e.payload["version"] for e in promoted] == [summary.model_version]
+
     # Second run through the CLI: nothing new, so no ingest or training, exit code 0.
     monkeypatch.setenv("RETRAIN_S3__BUCKET", bucket)
     monkeypatch.setenv("RETRAIN_S3__ENDPOINT_URL", settings.s3.endpoint_url)
@@ -100,6 +119,7 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
     assert result.exit_code == 0, result.output
     rerun = json.loads(result.stdout[result.stdout.index("{") :])
     assert rerun["decision"] == "no_new_data" and rerun["records_read"] == 0
+    assert "no new support logs" in rerun["reasons"][0]
 
 
 def test_a_batch_that_fails_the_gate_stops_before_training(flow_settings):
@@ -116,6 +136,8 @@ def test_a_batch_that_fails_the_gate_stops_before_training(flow_settings):
     assert summary.train_steps is None
     assert objects(settings, settings.s3.models_prefix) == []
     assert objects(settings, settings.s3.datasets_prefix) == []
+    rejected = emitted_events("retrain.data.rejected", f"retrain.model.{settings.model_name}")
+    assert any(e.payload["run_id"] == summary.run_id for e in rejected)
     assert objects(settings, f"{settings.s3.reports_prefix}{summary.run_id}/quality.json")
     held_back = f"{settings.s3.quarantine_prefix}{summary.run_id}/gate-rejected.jsonl"
     rows = get_jsonl(s3_client(settings.s3), settings.s3.bucket, held_back)
