@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.summary import RunSummary
 from tasks.dataset import DatasetRef
-from tasks.evaluate import EvalReport
+from tasks.evaluate import Comparison
 from tasks.ingest import IngestResult
 from tasks.quality import QualityReport
 from tasks.train_local import TrainResult
@@ -71,29 +71,28 @@ def training(result: TrainResult) -> None:
     create_markdown_artifact(markdown, key="retrain-training", description="4 fine-tune")
 
 
-def evaluation(challenger: dict[str, EvalReport], incumbent: dict[str, EvalReport]) -> None:
+def evaluation(comparisons: dict[str, Comparison]) -> None:
     rows = []
-    for eval_set, new_report in challenger.items():
-        old_report = incumbent.get(eval_set)
-        for name in ["overall", *new_report.slices]:
-            new = new_report.overall if name == "overall" else new_report.slices[name]
-            old = None
-            if old_report:
-                old = old_report.overall if name == "overall" else old_report.slices.get(name)
+    for eval_set, pair in comparisons.items():
+        before = pair.incumbent.by_slice()
+        for name, after in pair.challenger.by_slice().items():
+            old = before.get(name)
             rows.append(
                 {
                     "set": eval_set,
                     "slice": name,
-                    "examples": new.examples,
+                    "examples": after.examples,
                     "incumbent loss": old.loss if old else None,
-                    "challenger loss": new.loss,
+                    "challenger loss": after.loss,
                     "incumbent token acc": old.token_accuracy if old else None,
-                    "challenger token acc": new.token_accuracy,
+                    "challenger token acc": after.token_accuracy,
                 }
             )
-    names = {r.model for r in [*challenger.values(), *incumbent.values()]}
+    models = next(iter(comparisons.values()))
     create_table_artifact(
-        rows, key="retrain-evaluation", description=f"5 evaluate: {' vs '.join(sorted(names))}"
+        rows,
+        key="retrain-evaluation",
+        description=f"5 evaluate: {models.challenger.model} vs {models.incumbent.model}",
     )
 
 

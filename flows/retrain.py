@@ -14,14 +14,12 @@ from prefect.runtime import flow_run
 
 from flows import report
 from flows.summary import RunSummary
-from tasks.config import Settings
+from tasks.config import Settings, apply_runtime_env
 from tasks.dataset import build_dataset
-from tasks.evaluate import ModelRef, score_model
+from tasks.evaluate import GOLDEN, RECENT, ModelRef, compare, score_model
 from tasks.ingest import commit_watermark, find_new_objects, ingest_objects
 from tasks.quality import validate_batch
 from tasks.registry import (
-    GOLDEN,
-    RECENT,
     apply_decision,
     current_champion,
     decide,
@@ -46,6 +44,7 @@ def retrain(settings: Settings | None = None) -> RunSummary:
     5 evaluate  challenger vs champion on the golden and recent held-out sets, per category
     6 promote   policy gate with guardrails, registry version, champion alias moved on a win
     """
+    apply_runtime_env()  # deployments start here, not in the CLI: offline and no analytics
     settings = settings or Settings()
     run_id = str(flow_run.get_id() or datetime.now(UTC).strftime("local-%Y%m%dT%H%M%S"))
     summary = RunSummary(run_id=run_id, model_name=settings.model_name, bucket=settings.s3.bucket)
@@ -95,16 +94,16 @@ def retrain(settings: Settings | None = None) -> RunSummary:
         label="challenger", base_model_dir=trained.base_model_dir, adapter_dir=trained.adapter_dir
     )
     eval_sets = {GOLDEN: dataset.golden_key, RECENT: dataset.heldout_key}
-    challenger_eval = score_model(settings, challenger, eval_sets)
-    incumbent_eval = score_model(settings, champion.model, eval_sets)
-    report.evaluation(challenger_eval, incumbent_eval)
+    comparisons = compare(
+        score_model(settings, challenger, eval_sets),
+        score_model(settings, champion.model, eval_sets),
+    )
+    report.evaluation(comparisons)
 
     # 6 promote
-    decision = decide(challenger_eval, incumbent_eval, settings.evaluation)
+    decision = decide(comparisons, settings.evaluation)
     version = f"v{datetime.now(UTC):%Y%m%d%H%M%S}"
-    card = model_card(
-        settings, version, run_id, dataset, trained, challenger_eval, incumbent_eval, decision
-    )
+    card = model_card(settings, version, run_id, dataset, trained, comparisons, decision)
     model_uri = register_version(settings, version, trained.adapter_dir, card)
     apply_decision(settings, version, decision, champion, run_id)
     emit_event(
@@ -113,5 +112,5 @@ def retrain(settings: Settings | None = None) -> RunSummary:
         payload={"version": version, "run_id": run_id, "reasons": decision.reasons},
     )
     commit_watermark(settings, new)
-    summary = summary.with_decision(decision, version, model_uri, challenger_eval, incumbent_eval)
+    summary = summary.with_decision(decision, version, model_uri, comparisons)
     return report.finish(summary)

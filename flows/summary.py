@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from tasks.dataset import DatasetRef
-from tasks.evaluate import EvalReport, SliceMetrics
+from tasks.evaluate import Comparison, SliceMetrics
 from tasks.ingest import IngestResult, ObjectRef
 from tasks.quality import QualityReport
 from tasks.registry import Decision
@@ -101,8 +101,7 @@ class RunSummary(BaseModel):
         decision: Decision,
         version: str,
         model_uri: str,
-        challenger: dict[str, EvalReport],
-        incumbent: dict[str, EvalReport],
+        comparisons: dict[str, Comparison],
     ) -> RunSummary:
         return self.model_copy(
             update={
@@ -111,9 +110,11 @@ class RunSummary(BaseModel):
                 "model_version": version,
                 "model_uri": model_uri,
                 "metrics": {
-                    name: {"incumbent": incumbent[name].overall, "challenger": report.overall}
-                    for name, report in challenger.items()
-                    if name in incumbent
+                    name: {
+                        "incumbent": pair.incumbent.overall,
+                        "challenger": pair.challenger.overall,
+                    }
+                    for name, pair in comparisons.items()
                 },
             }
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,9 +61,14 @@ def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
+def leak_key(customer_texts: Iterable[str]) -> str:
+    """What the customer said, normalised: two conversations with the same key leak into each
+    other. Records and chat examples both reduce to it (customer turns = user turns)."""
+    return _normalise(" ".join(customer_texts))
+
+
 def customer_key(record: dict[str, Any]) -> str:
-    """What the customer said, normalised: two records with the same key leak into each other."""
-    return _normalise(" ".join(m["text"] for m in record["messages"] if m["role"] == "customer"))
+    return leak_key(m["text"] for m in record["messages"] if m["role"] == "customer")
 
 
 def to_chat_example(record: dict[str, Any], system_prompt: str) -> dict[str, Any]:
@@ -151,8 +157,7 @@ def load_golden(client: Any, bucket: str, key: str) -> FrozenGolden | None:
     return FrozenGolden(
         conversation_ids=frozenset(e["metadata"]["conversation_id"] for e in examples),
         customer_keys=frozenset(
-            _normalise(" ".join(m["content"] for m in e["messages"] if m["role"] == "user"))
-            for e in examples
+            leak_key(m["content"] for m in e["messages"] if m["role"] == "user") for e in examples
         ),
     )
 
@@ -191,6 +196,12 @@ def build_dataset(
     golden_key = s3.golden_prefix + GOLDEN_FILE
     golden = load_golden(client, s3.bucket, golden_key)
     splits = assign_splits(records, config, golden)
+    if golden is None and not splits["golden"]:
+        raise ValueError(
+            f"none of the {len(records)} records fell in the golden bucket "
+            f"(`dataset.golden_fraction` = {config.golden_fraction}), so no evaluation set can be "
+            "frozen: run again once more logs have arrived, or raise `dataset.golden_fraction`"
+        )
 
     def chat(name: str) -> list[dict[str, Any]]:
         return [to_chat_example(r, config.system_prompt) for r in splits[name]]

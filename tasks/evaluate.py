@@ -20,6 +20,8 @@ from tasks.config import Settings
 from tasks.s3 import get_jsonl, s3_client
 
 IGNORE = -100  # label value that cross-entropy skips: prompt and padding positions
+GOLDEN = "golden"  # the frozen set the promotion decision rests on
+RECENT = "recent"  # this run's held-out conversations: a guardrail against drift
 
 
 class ModelRef(BaseModel):
@@ -44,6 +46,29 @@ class EvalReport(BaseModel):
     dataset: str
     overall: SliceMetrics
     slices: dict[str, SliceMetrics]
+
+    def by_slice(self) -> dict[str, SliceMetrics]:
+        """ "overall" first, then each category."""
+        return {"overall": self.overall, **self.slices}
+
+
+class Comparison(BaseModel):
+    """Challenger and incumbent scored on the same held-out set."""
+
+    challenger: EvalReport
+    incumbent: EvalReport
+
+
+def compare(
+    challenger: dict[str, EvalReport], incumbent: dict[str, EvalReport]
+) -> dict[str, Comparison]:
+    """Pair the two models' reports per eval set; a set only one of them was scored on is
+    dropped (an empty set is skipped by score_model for both)."""
+    return {
+        name: Comparison(challenger=report, incumbent=incumbent[name])
+        for name, report in challenger.items()
+        if name in incumbent
+    }
 
 
 def load_model(ref: ModelRef):

@@ -21,14 +21,12 @@ from pydantic import BaseModel
 from tasks.base_model import resolve_base_model
 from tasks.config import EvaluationSettings, Settings
 from tasks.dataset import DatasetRef
-from tasks.evaluate import EvalReport, ModelRef
+from tasks.evaluate import GOLDEN, RECENT, Comparison, ModelRef
 from tasks.s3 import download_prefix, get_json, put_json, put_json_if, s3_client, upload_dir
 from tasks.train_local import TrainResult
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
-GOLDEN = "golden"  # the frozen set the promotion decision rests on
-RECENT = "recent"  # this run's held-out conversations: a guardrail against drift
 
 
 class Decision(BaseModel):
@@ -51,15 +49,14 @@ def _regression(new: float, old: float) -> float:
     return (new - old) / old if old else 0.0
 
 
-def decide(
-    challenger: dict[str, EvalReport], incumbent: dict[str, EvalReport], policy: EvaluationSettings
-) -> Decision:
+def decide(comparisons: dict[str, Comparison], policy: EvaluationSettings) -> Decision:
     """Promote only if the golden loss drops by the margin and no guardrail is broken.
 
     Guardrails: no golden category with enough examples, and not the recent held-out set, may
     be worse than the incumbent by more than `max_slice_regression`.
     """
-    new, old = challenger[GOLDEN].overall.loss, incumbent[GOLDEN].overall.loss
+    golden = comparisons[GOLDEN]
+    new, old = golden.challenger.overall.loss, golden.incumbent.overall.loss
     change = -_regression(new, old)
     headline = (
         f"golden loss {old:.4f} → {new:.4f} "
@@ -68,18 +65,19 @@ def decide(
     blockers = []
     if change < policy.min_improvement:
         blockers.append(f"not enough improvement: {headline}")
-    for name, metrics in challenger[GOLDEN].slices.items():
-        before = incumbent[GOLDEN].slices.get(name)
-        if before is None or metrics.examples < policy.slice_min_examples:
+    for name, after in golden.challenger.slices.items():
+        before = golden.incumbent.slices.get(name)
+        if before is None or after.examples < policy.slice_min_examples:
             continue
-        if _regression(metrics.loss, before.loss) > policy.max_slice_regression:
+        if _regression(after.loss, before.loss) > policy.max_slice_regression:
             blockers.append(
-                f"golden slice {name} regressed: loss {before.loss:.4f} → {metrics.loss:.4f}"
+                f"golden slice {name} regressed: loss {before.loss:.4f} → {after.loss:.4f}"
             )
-    if RECENT in challenger and RECENT in incumbent:
-        new_recent, old_recent = challenger[RECENT].overall.loss, incumbent[RECENT].overall.loss
-        if _regression(new_recent, old_recent) > policy.max_slice_regression:
-            blockers.append(f"recent held-out regressed: loss {old_recent:.4f} → {new_recent:.4f}")
+    if RECENT in comparisons:
+        recent = comparisons[RECENT]
+        after, before = recent.challenger.overall.loss, recent.incumbent.overall.loss
+        if _regression(after, before) > policy.max_slice_regression:
+            blockers.append(f"recent held-out regressed: loss {before:.4f} → {after:.4f}")
     if blockers:
         return Decision(promote=False, reasons=blockers)
     return Decision(promote=True, reasons=[f"challenger wins: {headline}"])
@@ -91,8 +89,7 @@ def model_card(
     run_id: str,
     dataset: DatasetRef,
     trained: TrainResult,
-    challenger: dict[str, EvalReport],
-    incumbent: dict[str, EvalReport],
+    comparisons: dict[str, Comparison],
     decision: Decision,
 ) -> dict[str, Any]:
     """What a version is and where it came from: enough to reproduce or audit it."""
@@ -114,11 +111,7 @@ def model_card(
             "dataset_version": dataset.version,
             "dataset_prefix": dataset.prefix,
         },
-        "evaluation": {
-            name: {"challenger": report.model_dump(), "incumbent": incumbent[name].model_dump()}
-            for name, report in challenger.items()
-            if name in incumbent
-        },
+        "evaluation": {name: pair.model_dump() for name, pair in comparisons.items()},
         "decision": decision.model_dump(),
     }
 
@@ -154,7 +147,7 @@ def current_champion(settings: Settings) -> Champion:
     )
 
 
-@task(retries=2, retry_delay_seconds=5)
+@task  # no retries: the card is created once (If-None-Match); boto3 retries transient errors
 def register_version(
     settings: Settings, version: str, adapter_dir: str, card: dict[str, Any]
 ) -> str:

@@ -7,7 +7,7 @@ import pytest
 from tasks.config import DatasetSettings
 from tasks.dataset import FrozenGolden, assign_splits, build_dataset, hash_fraction, to_chat_example
 from tasks.ingest import ObjectRef
-from tasks.s3 import get_json, get_jsonl, put_jsonl, s3_client
+from tasks.s3 import get_json, get_jsonl, list_objects, put_jsonl, s3_client
 
 
 def record(i: int, customer: str | None = None, agent: str | None = None) -> dict:
@@ -110,3 +110,14 @@ def test_build_dataset_writes_version_manifest_and_freezes_golden(settings):
 def test_dataset_settings_reject_out_of_range_fractions(fraction: float):
     with pytest.raises(ValueError, match="golden_fraction"):
         DatasetSettings(golden_fraction=fraction)
+
+
+def test_a_first_batch_too_small_for_a_golden_set_fails_with_the_fix(settings):
+    client = s3_client(settings.s3)
+    put_jsonl(client, settings.s3.bucket, "staging/r1/redacted.jsonl", [record(1), record(2)])
+    tiny_bucket = settings.model_copy(
+        update={"dataset": DatasetSettings(golden_fraction=0.001, golden_max_examples=8)}
+    )
+    with pytest.raises(ValueError, match=r"raise `dataset\.golden_fraction`"):
+        build_dataset.fn(tiny_bucket, "staging/r1/redacted.jsonl", "r1", [], "reports/r1/q.json")
+    assert not list(list_objects(client, settings.s3.bucket, settings.s3.datasets_prefix))
