@@ -149,6 +149,7 @@ def test_a_failing_run_exits_non_zero_with_a_fix_in_the_message(settings, monkey
     monkeypatch.setenv("RETRAIN_S3__BUCKET", settings.s3.bucket)
     monkeypatch.setenv("RETRAIN_S3__ENDPOINT_URL", settings.s3.endpoint_url)
     monkeypatch.setenv("RETRAIN_QUALITY__MIN_RECORDS", "10")
+    monkeypatch.setenv("RETRAIN_DATASET__GOLDEN_FRACTION", "0.2")  # 60 records: enough golden
     monkeypatch.setenv("RETRAIN_TRAINING__BASE_MODEL", "/nonexistent/model")
 
     result = CliRunner().invoke(app, ["run"])
