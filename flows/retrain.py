@@ -17,13 +17,15 @@ from flows.summary import RunSummary
 from tasks.config import Settings, apply_runtime_env
 from tasks.dataset import build_dataset
 from tasks.evaluate import GOLDEN, RECENT, ModelRef, compare, score_model
+from tasks.golden import golden_status
 from tasks.ingest import commit_watermark, find_new_objects, ingest_objects
+from tasks.policy import Decision, decide
 from tasks.quality import validate_batch
 from tasks.registry import (
     apply_decision,
     current_champion,
-    decide,
     model_card,
+    new_version_id,
     register_version,
 )
 from tasks.train_local import train_local
@@ -78,7 +80,14 @@ def retrain(settings: Settings | None = None) -> RunSummary:
         commit_watermark(settings, new)  # the batch is handled: rejected with a report
         return report.finish(summary.model_copy(update={"decision": "data_rejected"}))
 
-    # 3 prepare
+    # 3 prepare (until a golden set can be frozen, the run waits for more logs: no training)
+    golden = golden_status(settings, quality.redacted_key)
+    if golden.pending:
+        return report.finish(
+            summary.model_copy(
+                update={"decision": "waiting_for_golden", "reasons": [golden.pending]}
+            )
+        )
     dataset = build_dataset(settings, quality.redacted_key, run_id, new.objects, quality.report_key)
     summary = summary.with_dataset(dataset)
     report.dataset(dataset)
@@ -102,15 +111,16 @@ def retrain(settings: Settings | None = None) -> RunSummary:
 
     # 6 promote
     decision = decide(comparisons, settings.evaluation)
-    version = f"v{datetime.now(UTC):%Y%m%d%H%M%S}"
+    version = new_version_id()
     card = model_card(settings, version, run_id, dataset, trained, comparisons, decision)
     model_uri = register_version(settings, version, trained.adapter_dir, card)
-    apply_decision(settings, version, decision, champion, run_id)
+    outcome = apply_decision(settings, version, decision, champion, run_id)
     emit_event(
-        "retrain.model.promoted" if decision.promote else "retrain.model.rejected",
+        "retrain.model.promoted" if outcome.promoted else "retrain.model.rejected",
         resource=_resource(settings),
-        payload={"version": version, "run_id": run_id, "reasons": decision.reasons},
+        payload={"version": version, "run_id": run_id, "reasons": outcome.reasons},
     )
     commit_watermark(settings, new)
-    summary = summary.with_decision(decision, version, model_uri, comparisons)
+    final = Decision(promote=outcome.promoted, reasons=outcome.reasons)
+    summary = summary.with_decision(final, version, model_uri, comparisons)
     return report.finish(summary)

@@ -12,11 +12,11 @@ from pydantic import BaseModel, Field
 from tasks.dataset import DatasetRef
 from tasks.evaluate import Comparison, SliceMetrics
 from tasks.ingest import IngestResult, ObjectRef
+from tasks.policy import Decision
 from tasks.quality import QualityReport
-from tasks.registry import Decision
 from tasks.train_local import TrainResult
 
-Outcome = Literal["no_new_data", "data_rejected", "promoted", "not_promoted"]
+Outcome = Literal["no_new_data", "data_rejected", "waiting_for_golden", "promoted", "not_promoted"]
 
 
 class RunSummary(BaseModel):

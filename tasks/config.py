@@ -83,6 +83,20 @@ class DatasetSettings(BaseModel):
         0.03, gt=0, lt=0.5, description="Share of conversations (by id hash) held out as golden."
     )
     golden_max_examples: int = Field(96, ge=8, description="Cap on the frozen golden set.")
+    golden_min_examples: int = Field(
+        20,
+        ge=1,
+        description="A first batch with fewer conversations in the golden bucket freezes nothing "
+        "and the run waits for more logs (no golden set of 2 examples frozen forever).",
+    )
+    near_duplicate_threshold: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Estimated Jaccard similarity (MinHash) above which a customer message is a "
+        "near-duplicate of a golden one and kept out of training.",
+    )
+    minhash_num_perm: int = Field(128, ge=16, description="MinHash permutations (accuracy).")
     validation_fraction: float = Field(0.05, gt=0, lt=0.5, description="Validation share.")
 
 

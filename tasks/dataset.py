@@ -1,9 +1,10 @@
 """Prepare: redacted support logs → a versioned chat-format dataset, a frozen golden set, splits.
 
 Every accepted record lands in exactly one place: train, validation, the golden set (first run
-only), the recent held-out set, or quarantine (duplicate, or same customer message as a golden
-example). Splits are decided by a hash of the conversation id, so a conversation never moves
-between splits from one run to the next, and the golden bucket is never trained on.
+only), the recent held-out set, or quarantine (duplicate, or a golden leak: see tasks/golden.py
+for the golden set's freeze and leak check). Splits are decided by a hash of the conversation
+id, so a conversation never moves between splits from one run to the next, and the golden
+bucket is never trained on.
 
 The dataset version is a hash of its content: re-running on the same logs gives the same version.
 """
@@ -11,9 +12,6 @@ The dataset version is a hash of its content: re-running on the same logs gives 
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,18 +19,21 @@ from prefect import task
 from pydantic import BaseModel
 
 from tasks.config import DatasetSettings, Settings
-from tasks.ingest import ObjectRef
-from tasks.s3 import (
-    encode_jsonl,
-    get_jsonl,
-    list_objects,
-    put_bytes_if,
-    put_json,
-    put_jsonl,
-    s3_client,
+from tasks.golden import (
+    FrozenGolden,
+    assert_no_leak,
+    choose_golden,
+    freeze,
+    frozen_from_records,
+    golden_keys,
+    hash_fraction,
+    load_golden,
+    normalise,
+    record_key,
 )
+from tasks.ingest import ObjectRef
+from tasks.s3 import encode_jsonl, get_jsonl, put_json, put_jsonl, s3_client
 
-GOLDEN_FILE = "golden.jsonl"
 ROLE_TO_CHAT = {"customer": "user", "agent": "assistant"}
 
 
@@ -49,26 +50,6 @@ class DatasetRef(BaseModel):
     curated: int
     quarantined: int
     quarantine_key: str | None
-
-
-def hash_fraction(conversation_id: str) -> float:
-    """A stable number in [0, 1) per conversation, used to assign splits."""
-    digest = hashlib.sha256(conversation_id.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def _normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
-
-
-def leak_key(customer_texts: Iterable[str]) -> str:
-    """What the customer said, normalised: two conversations with the same key leak into each
-    other. Records and chat examples both reduce to it (customer turns = user turns)."""
-    return _normalise(" ".join(customer_texts))
-
-
-def customer_key(record: dict[str, Any]) -> str:
-    return leak_key(m["text"] for m in record["messages"] if m["role"] == "customer")
 
 
 def to_chat_example(record: dict[str, Any], system_prompt: str) -> dict[str, Any]:
@@ -89,18 +70,11 @@ def with_metadata(record: dict[str, Any], example: dict[str, Any]) -> dict[str, 
     return {**example, "metadata": meta}
 
 
-@dataclass(frozen=True)
-class FrozenGolden:
-    """What training must never see of an existing golden set."""
-
-    conversation_ids: frozenset[str]
-    customer_keys: frozenset[str]
-
-
 def assign_splits(
     records: list[dict[str, Any]], config: DatasetSettings, golden: FrozenGolden | None
 ) -> dict[str, list[dict[str, Any]]]:
-    """Split records; `golden=None` means no golden set exists yet and one is chosen now.
+    """Split records; `golden=None` means no golden set exists yet and one is chosen now
+    (tasks/golden.py: raises GoldenSetPending when the batch is too small to freeze one).
 
     Returns lists for train, validation, golden (chosen now, or already in the frozen set),
     heldout, and the quarantine reasons `duplicate` and `golden_leak`.
@@ -111,61 +85,42 @@ def assign_splits(
     }
     seen_ids: set[str] = set()
     seen_content: set[str] = set()
-    in_golden_bucket = []
+    unique = []
     for record in sorted(records, key=lambda r: (r["timestamp"], r["conversation_id"])):
-        content = _normalise(" ".join(m["text"] for m in record["messages"]))
+        content = normalise(" ".join(m["text"] for m in record["messages"]))
         if record["conversation_id"] in seen_ids or content in seen_content:
             splits["duplicate"].append(record)
             continue
         seen_ids.add(record["conversation_id"])
         seen_content.add(content)
+        unique.append(record)
+
+    if golden is None:  # first run: freeze the lowest-hash conversations of the bucket
+        golden = frozen_from_records(choose_golden(unique, config), config)
+    for record in unique:  # kept in time order, so reruns produce identical files
         bucket = hash_fraction(record["conversation_id"])
-        if bucket < config.golden_fraction:
-            in_golden_bucket.append(record)
-        elif bucket < config.golden_fraction + config.validation_fraction:
+        if bucket < golden.fraction:  # the fraction the golden set was drawn with
+            in_golden = record["conversation_id"] in golden.conversation_ids
+            splits["golden" if in_golden else "heldout"].append(record)
+        elif bucket < golden.fraction + config.validation_fraction:
             splits["validation"].append(record)
         else:
             splits["train"].append(record)
 
-    if golden is None:  # first run: freeze the lowest-hash conversations of the bucket
-        ranked = sorted(in_golden_bucket, key=lambda r: hash_fraction(r["conversation_id"]))
-        chosen = {r["conversation_id"] for r in ranked[: config.golden_max_examples]}
-        golden = FrozenGolden(
-            conversation_ids=frozenset(chosen),
-            customer_keys=frozenset(
-                customer_key(r) for r in ranked if r["conversation_id"] in chosen
-            ),
-        )
-    for record in in_golden_bucket:  # kept in time order, so reruns produce identical files
-        in_golden = record["conversation_id"] in golden.conversation_ids
-        splits["golden" if in_golden else "heldout"].append(record)
-    golden_keys = golden.customer_keys
-
     for name in ("train", "validation"):
         kept = []
         for record in splits[name]:
-            (splits["golden_leak"] if customer_key(record) in golden_keys else kept).append(record)
+            leaks = golden.leak_reason(record["conversation_id"], record_key(record))
+            (splits["golden_leak"] if leaks else kept).append(record)
         splits[name] = kept
     return splits
-
-
-def load_golden(client: Any, bucket: str, key: str) -> FrozenGolden | None:
-    """The frozen golden set's ids and customer messages, or None if none was chosen yet."""
-    if not any(o["Key"] == key for o in list_objects(client, bucket, key)):
-        return None
-    examples = get_jsonl(client, bucket, key)
-    return FrozenGolden(
-        conversation_ids=frozenset(e["metadata"]["conversation_id"] for e in examples),
-        customer_keys=frozenset(
-            leak_key(m["content"] for m in e["messages"] if m["role"] == "user") for e in examples
-        ),
-    )
 
 
 def _quarantine_rows(splits: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     reasons = {
         "duplicate": "duplicate conversation (same id or same text as an earlier record)",
-        "golden_leak": "same customer message as a golden example: would leak evaluation data",
+        "golden_leak": "golden conversation id, or same or near-duplicate customer message as "
+        "a golden example: would leak evaluation data",
     }
     return [
         {
@@ -193,15 +148,10 @@ def build_dataset(
     client = s3_client(s3)
     records = get_jsonl(client, s3.bucket, redacted_key)
 
-    golden_key = s3.golden_prefix + GOLDEN_FILE
-    golden = load_golden(client, s3.bucket, golden_key)
-    splits = assign_splits(records, config, golden)
-    if golden is None and not splits["golden"]:
-        raise ValueError(
-            f"none of the {len(records)} records fell in the golden bucket "
-            f"(`dataset.golden_fraction` = {config.golden_fraction}), so no evaluation set can be "
-            "frozen: run again once more logs have arrived, or raise `dataset.golden_fraction`"
-        )
+    golden_key, _ = golden_keys(settings)
+    golden = load_golden(client, settings)
+    splits = assign_splits(records, config, golden)  # GoldenSetPending: nothing is written
+    assert_no_leak(splits, golden or frozen_from_records(splits["golden"], config))
 
     def chat(name: str) -> list[dict[str, Any]]:
         return [to_chat_example(r, config.system_prompt) for r in splits[name]]
@@ -209,8 +159,8 @@ def build_dataset(
     def chat_with_meta(name: str) -> list[dict[str, Any]]:
         return [with_metadata(r, to_chat_example(r, config.system_prompt)) for r in splits[name]]
 
-    if golden is None and splits["golden"]:
-        put_bytes_if(client, s3.bucket, golden_key, encode_jsonl(chat_with_meta("golden")), None)
+    if golden is None:
+        freeze(client, settings, chat_with_meta("golden"), run_id)
 
     train, validation, heldout = chat("train"), chat("validation"), chat_with_meta("heldout")
     content_hash = hashlib.sha256(

@@ -31,6 +31,7 @@ class ModelRef(BaseModel):
     base_model_dir: str
     adapter_dir: str | None = None
     version: str | None = None  # registry version, None for the untouched base model
+    base_model: str | None = None  # the `training.base_model` it was tuned from
 
 
 class SliceMetrics(BaseModel):

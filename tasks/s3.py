@@ -134,10 +134,40 @@ def upload_dir(client: Any, local_dir: Path, bucket: str, prefix: str) -> list[s
     return keys
 
 
+def safe_local_path(local_dir: Path, relative_key: str) -> Path:
+    """Where an object key (relative to a listed prefix) lands under local_dir.
+
+    A key is data from S3, not a trusted path: one with an empty, `.` or `..` part, a leading
+    `/` or a backslash is refused, so no object can write outside local_dir.
+    """
+    parts = relative_key.split("/")
+    if (
+        not relative_key
+        or relative_key.startswith("/")
+        or "\\" in relative_key
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise ValueError(
+            f"refusing S3 key part {relative_key!r}: it is not a plain relative path and could "
+            f"escape {local_dir}; remove or rename that object"
+        )
+    root = local_dir.resolve()
+    target = (root / relative_key).resolve()
+    if not target.is_relative_to(root):  # a symlink inside local_dir could still point out
+        raise ValueError(f"refusing S3 key part {relative_key!r}: it resolves outside {root}")
+    return target
+
+
 def download_prefix(client: Any, bucket: str, prefix: str, local_dir: Path) -> Path:
-    """Download every object under prefix into local_dir, keeping relative paths."""
-    for obj in list_objects(client, bucket, prefix):
-        target = local_dir / obj["Key"][len(prefix) :]
+    """Download every object under prefix into local_dir, keeping relative paths.
+
+    Every key is checked before any file is written (see safe_local_path).
+    """
+    targets = [
+        (obj["Key"], safe_local_path(local_dir, obj["Key"][len(prefix) :]))
+        for obj in list_objects(client, bucket, prefix)
+    ]
+    for key, target in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
-        client.download_file(bucket, obj["Key"], str(target))
+        client.download_file(bucket, key, str(target))
     return local_dir

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tasks.config import DatasetSettings
-from tasks.dataset import FrozenGolden, assign_splits, build_dataset, hash_fraction, to_chat_example
+from tasks.dataset import assign_splits, build_dataset, hash_fraction, to_chat_example
+from tasks.golden import frozen_from_records
 from tasks.ingest import ObjectRef
 from tasks.s3 import get_json, get_jsonl, list_objects, put_jsonl, s3_client
 
@@ -23,7 +24,9 @@ def record(i: int, customer: str | None = None, agent: str | None = None) -> dic
     }
 
 
-CONFIG = DatasetSettings(golden_fraction=0.1, golden_max_examples=8, validation_fraction=0.1)
+CONFIG = DatasetSettings(
+    golden_fraction=0.1, golden_max_examples=8, golden_min_examples=5, validation_fraction=0.1
+)
 
 
 def test_chat_format_maps_roles_and_ends_on_the_agent():
@@ -64,10 +67,7 @@ def test_golden_conversations_and_their_texts_never_reach_training():
     # a later batch: the same customer messages come back under new ids
     later = [record(1000 + i, customer=text) for i, text in enumerate(sorted(golden_texts))]
     later += [record(i) for i in range(300, 400)]
-    frozen = FrozenGolden(
-        conversation_ids=frozenset(golden_ids),
-        customer_keys=frozenset(t.lower() for t in golden_texts),
-    )
+    frozen = frozen_from_records(first["golden"], CONFIG)
     second = assign_splits(later, CONFIG, golden=frozen)
     trained = {r["conversation_id"] for r in second["train"] + second["validation"]}
     assert not trained & golden_ids

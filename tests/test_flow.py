@@ -31,7 +31,7 @@ def flow_settings(settings, tiny_model_dir):
             # a tiny random model improves only slightly in 2 steps; any gain promotes it here
             "evaluation": settings.evaluation.model_copy(update={"min_improvement": 0.0}),
             "dataset": settings.dataset.model_copy(
-                update={"golden_fraction": 0.1, "golden_max_examples": 16}
+                update={"golden_fraction": 0.1, "golden_max_examples": 16, "golden_min_examples": 8}
             ),
         }
     )
@@ -89,7 +89,7 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
     version_prefix = f"{model_prefix(settings)}versions/{summary.model_version}/"
     card = get_json(client, bucket, version_prefix + "card.json").body
     assert card["lineage"]["dataset_version"] == summary.dataset_version
-    assert card["decision"]["promote"] is True
+    assert card["gate"]["promote"] is True and card["status"] == "promoted"
     adapter_key = version_prefix + "adapter/adapter_model.safetensors"
     assert adapter_key in objects(settings, version_prefix)
 
@@ -150,6 +150,7 @@ def test_a_failing_run_exits_non_zero_with_a_fix_in_the_message(settings, monkey
     monkeypatch.setenv("RETRAIN_S3__ENDPOINT_URL", settings.s3.endpoint_url)
     monkeypatch.setenv("RETRAIN_QUALITY__MIN_RECORDS", "10")
     monkeypatch.setenv("RETRAIN_DATASET__GOLDEN_FRACTION", "0.2")  # 60 records: enough golden
+    monkeypatch.setenv("RETRAIN_DATASET__GOLDEN_MIN_EXAMPLES", "5")
     monkeypatch.setenv("RETRAIN_TRAINING__BASE_MODEL", "/nonexistent/model")
 
     result = CliRunner().invoke(app, ["run"])

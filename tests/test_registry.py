@@ -1,118 +1,206 @@
-"""Registry: the promotion policy and alias moves that cannot race."""
+"""Registry storage: collision-free versions, aliases that cannot race, safe downloads, rollback."""
 
 from __future__ import annotations
 
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
-from tasks.config import EvaluationSettings
-from tasks.evaluate import GOLDEN, RECENT, EvalReport, ModelRef, SliceMetrics, compare
+from tasks.evaluate import ModelRef
+from tasks.policy import Decision
 from tasks.registry import (
     CHAMPION,
+    PREVIOUS,
     Champion,
-    Decision,
+    RegistryError,
     apply_decision,
     current_champion,
-    decide,
+    history,
+    list_versions,
+    load_version,
     model_prefix,
+    new_version_id,
+    read_alias,
+    read_card,
+    register_version,
+    rollback,
 )
-from tasks.s3 import ConcurrentUpdateError, get_json, list_objects, put_json, s3_client
+from tasks.s3 import download_prefix, put_json, s3_client
 
-POLICY = EvaluationSettings(min_improvement=0.01, max_slice_regression=0.10, slice_min_examples=5)
+WIN = Decision(promote=True, reasons=["better"])
 
 
-def metrics(loss: float, examples: int = 10) -> SliceMetrics:
-    return SliceMetrics(
-        examples=examples, tokens=100, loss=loss, perplexity=2.0, token_accuracy=0.5
+def register(settings, version: str, tmp_path: Path) -> None:
+    adapter = tmp_path / version
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    card = {
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(),
+        "status": "candidate",
+        "base_model": "unused",
+    }
+    register_version.fn(settings, version, str(adapter), card)
+
+
+def alias(settings, name: str = CHAMPION):
+    return read_alias(s3_client(settings.s3), settings, name)
+
+
+def champion_ref(settings) -> Champion:
+    """What a run reads before it decides: the alias's version and ETag."""
+    found = alias(settings)
+    version = (found.body or {}).get("version")
+    return Champion(
+        model=ModelRef(label=str(version), base_model_dir="x", version=version),
+        alias_etag=found.etag,
     )
 
 
-def report(loss: float, slices: dict[str, SliceMetrics] | None = None) -> EvalReport:
-    return EvalReport(model="m", dataset=GOLDEN, overall=metrics(loss), slices=slices or {})
+def status(settings, version: str) -> str:
+    return read_card(s3_client(settings.s3), settings, version).body["status"]
 
 
-@pytest.mark.parametrize(
-    ("challenger", "incumbent", "promote"),
-    [(1.0, 2.0, True), (1.99, 2.0, False), (1.98, 2.0, True), (2.5, 2.0, False)],
-)
-def test_promotion_needs_the_configured_relative_improvement(challenger, incumbent, promote):
-    decision = decide(compare({GOLDEN: report(challenger)}, {GOLDEN: report(incumbent)}), POLICY)
-    assert decision.promote is promote
-    assert f"{incumbent:.4f} → {challenger:.4f}" in decision.reasons[0]
+def test_version_ids_do_not_collide_within_one_second():
+    now = datetime(2026, 11, 21, 10, 4, tzinfo=UTC)
+    ids = {new_version_id(now) for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(i.startswith("v20261121T100400-") for i in ids)
 
 
-def test_a_regressing_category_blocks_promotion_despite_a_better_average():
-    challenger = report(1.0, {"ORDER": metrics(0.5), "REFUND": metrics(2.5)})
-    incumbent = report(2.0, {"ORDER": metrics(2.0), "REFUND": metrics(2.0)})
-    decision = decide(compare({GOLDEN: challenger}, {GOLDEN: incumbent}), POLICY)
-    assert not decision.promote
-    assert decision.reasons == ["golden slice REFUND regressed: loss 2.0000 → 2.5000"]
+def test_a_reused_version_id_is_refused_before_any_file_is_overwritten(settings, tmp_path):
+    register(settings, "v1", tmp_path / "a")
+    with pytest.raises(Exception, match="changed while this run"):
+        register(settings, "v1", tmp_path / "b")
 
 
-def test_categories_too_small_to_judge_are_not_gated():
-    challenger = report(1.0, {"RARE": metrics(3.0, examples=2)})
-    incumbent = report(2.0, {"RARE": metrics(2.0, examples=2)})
-    assert decide(compare({GOLDEN: challenger}, {GOLDEN: incumbent}), POLICY).promote
+@pytest.mark.parametrize("crafted", ["../../escaped.txt", "/etc/escaped.txt", "a/../../x.txt"])
+def test_a_crafted_key_never_escapes_the_download_dir(settings, tmp_path, crafted):
+    client = s3_client(settings.s3)
+    prefix = f"{model_prefix(settings)}versions/v1/adapter/"
+    client.put_object(Bucket=settings.s3.bucket, Key=prefix + "adapter_config.json", Body=b"{}")
+    client.put_object(Bucket=settings.s3.bucket, Key=prefix + crafted, Body=b"evil")
+    target = tmp_path / "deep" / "down" / "local"
+
+    with pytest.raises(ValueError, match="refusing S3 key"):
+        download_prefix(client, settings.s3.bucket, prefix, target)
+
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written == []  # checked before anything was written, inside or outside
+    assert not Path("/etc/escaped.txt").exists()
 
 
-def test_a_regression_on_recent_conversations_blocks_promotion():
-    challenger = {GOLDEN: report(1.0), RECENT: report(2.5)}
-    incumbent = {GOLDEN: report(2.0), RECENT: report(2.0)}
-    decision = decide(compare(challenger, incumbent), POLICY)
-    assert not decision.promote
-    assert "recent held-out regressed" in decision.reasons[0]
-
-
-def champion_alias(settings) -> tuple[dict | None, str | None]:
-    alias = get_json(
+def test_an_alias_naming_a_path_is_refused(settings):
+    put_json(
         s3_client(settings.s3),
         settings.s3.bucket,
         f"{model_prefix(settings)}aliases/{CHAMPION}.json",
+        {"version": "../../../tmp"},
     )
-    return alias.body, alias.etag
+    with pytest.raises(RegistryError, match="not a plain version name"):
+        current_champion.fn(settings)
+    with pytest.raises(RegistryError):
+        load_version(settings, "../x")
 
 
-def test_first_promotion_creates_the_alias_and_a_second_must_match_it(settings, smollm2_dir):
-    base = current_champion.fn(settings)
-    assert base.alias_etag is None and base.model.adapter_dir is None
-    win = Decision(promote=True, reasons=["better"])
+def test_promotion_moves_champion_and_previous_and_marks_the_card_after(settings, tmp_path):
+    for version in ("v1", "v2"):
+        register(settings, version, tmp_path)
+    assert status(settings, "v1") == "candidate"
 
-    apply_decision.fn(settings, "v1", win, base, run_id="r1")
-    body, etag = champion_alias(settings)
-    assert body["version"] == "v1"
+    first = apply_decision.fn(settings, "v1", WIN, champion_ref(settings), run_id="r1")
+    assert first.promoted and alias(settings).body["version"] == "v1"
+    assert status(settings, "v1") == "promoted"
+    assert alias(settings, PREVIOUS).body is None
 
-    # A run that read "no champion yet" before v1 was promoted must not overwrite it.
-    with pytest.raises(ConcurrentUpdateError):
-        apply_decision.fn(settings, "v2", win, base, run_id="r2")
-    assert champion_alias(settings)[0]["version"] == "v1"
+    second = apply_decision.fn(settings, "v2", WIN, champion_ref(settings), run_id="r2")
+    assert second.promoted
+    assert alias(settings).body["version"] == "v2"
+    assert alias(settings, PREVIOUS).body["version"] == "v1"
 
-    v1 = Champion(model=ModelRef(label="v1", base_model_dir="x", version="v1"), alias_etag=etag)
-    apply_decision.fn(settings, "v2", win, v1, run_id="r3")
-    assert champion_alias(settings)[0]["version"] == "v2"
-    previous = get_json(
-        s3_client(settings.s3), settings.s3.bucket, f"{model_prefix(settings)}aliases/previous.json"
+
+def test_a_run_that_read_a_stale_champion_is_told_and_rejected(settings, tmp_path):
+    for version in ("v1", "v2"):
+        register(settings, version, tmp_path)
+    stale = champion_ref(settings)  # "no champion yet"
+    apply_decision.fn(settings, "v1", WIN, stale, run_id="r1")
+
+    late = apply_decision.fn(settings, "v2", WIN, stale, run_id="r2")
+
+    assert not late.promoted
+    assert "another promotion or rollback won the race" in late.reasons[-1]
+    assert alias(settings).body["version"] == "v1"
+    assert status(settings, "v2") == "rejected"
+    assert history(settings)[-1]["kind"] == "reject"
+
+
+def test_two_concurrent_promotions_exactly_one_wins(settings, tmp_path):
+    register(settings, "v0", tmp_path)
+    apply_decision.fn(settings, "v0", WIN, champion_ref(settings), run_id="r0")
+    contenders = ["va", "vb"]
+    for version in contenders:
+        register(settings, version, tmp_path)
+    read_before = champion_ref(settings)  # both runs read the same champion, then decide
+    start = threading.Barrier(len(contenders))
+    results = {}
+
+    def promote(version: str) -> None:
+        start.wait()
+        results[version] = apply_decision.fn(settings, version, WIN, read_before, run_id=version)
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in contenders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    winners = [v for v, r in results.items() if r.promoted]
+    losers = [v for v, r in results.items() if not r.promoted]
+    assert len(winners) == 1 and len(losers) == 1
+    assert alias(settings).body["version"] == winners[0]
+    assert alias(settings, PREVIOUS).body["version"] == "v0"
+    assert status(settings, winners[0]) == "promoted" and status(settings, losers[0]) == "rejected"
+    events = [(e["kind"], e["version"]) for e in history(settings)]
+    assert ("promote", winners[0]) in events and ("reject", losers[0]) in events
+
+
+def test_rollback_restores_previous_with_an_audit_event(settings, tmp_path):
+    for version in ("v1", "v2", "v3"):
+        register(settings, version, tmp_path)
+        apply_decision.fn(settings, version, WIN, champion_ref(settings), run_id=version)
+    assert alias(settings, PREVIOUS).body["version"] == "v2"
+
+    result = rollback(settings, reason="v3 answers refunds wrongly", by="alice")
+
+    assert result.champion == "v2" and alias(settings).body["version"] == "v2"
+    assert alias(settings, PREVIOUS).body["version"] == "v1"  # one further back
+    assert status(settings, "v3") == "rolled_back"
+    event = history(settings)[-1]
+    assert event["kind"] == "rollback" and event["by"] == "alice"
+    assert event["reasons"] == ["v3 answers refunds wrongly"] and event["replaced"] == "v3"
+    rows = {row["version"]: row for row in list_versions(settings)}
+    assert rows["v2"]["aliases"] == [CHAMPION] and rows["v1"]["aliases"] == [PREVIOUS]
+
+    rollback(settings, reason="again", by="alice")
+    assert alias(settings).body["version"] == "v1"
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        rollback(settings, reason="once more", by="alice")
+
+
+def test_rejection_leaves_the_alias_and_writes_an_audit_event(settings, tmp_path):
+    for version in ("v1", "v2"):
+        register(settings, version, tmp_path)
+    apply_decision.fn(settings, "v1", WIN, champion_ref(settings), run_id="r1")
+    before = alias(settings)
+
+    result = apply_decision.fn(
+        settings, "v2", Decision(promote=False, reasons=["worse"]), champion_ref(settings), "r2"
     )
-    assert previous.body["version"] == "v1"
 
-
-def test_rejection_leaves_the_alias_and_writes_an_audit_event(settings):
-    client = s3_client(settings.s3)
-    put_json(
-        client,
-        settings.s3.bucket,
-        f"{model_prefix(settings)}aliases/{CHAMPION}.json",
-        {"version": "v1"},
-    )
-    before = champion_alias(settings)
-    champion = Champion(
-        model=ModelRef(label="v1", base_model_dir="x", version="v1"), alias_etag=before[1]
-    )
-    event_key = apply_decision.fn(
-        settings, "v2", Decision(promote=False, reasons=["worse"]), champion, run_id="r1"
-    )
-    assert champion_alias(settings) == before
-    events = [
-        o["Key"]
-        for o in list_objects(client, settings.s3.bucket, f"{model_prefix(settings)}events/")
-    ]
-    assert events == [event_key] and event_key.endswith("-reject.json")
-    assert get_json(client, settings.s3.bucket, event_key).body["reasons"] == ["worse"]
+    assert not result.promoted and result.champion == "v1"
+    assert alias(settings) == before
+    assert result.event_key.endswith("-reject.json")
+    assert history(settings)[-1]["reasons"] == ["worse"]
+    assert status(settings, "v2") == "rejected"
