@@ -11,7 +11,6 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.summary import RunSummary
 from tasks.dataset import DatasetRef
-from tasks.evaluate import Comparison
 from tasks.ingest import IngestResult
 from tasks.quality import QualityReport
 from tasks.train_local import TrainResult
@@ -71,31 +70,6 @@ def training(result: TrainResult) -> None:
     create_markdown_artifact(markdown, key="retrain-training", description="4 fine-tune")
 
 
-def evaluation(comparisons: dict[str, Comparison]) -> None:
-    rows = []
-    for eval_set, pair in comparisons.items():
-        before = pair.incumbent.by_slice()
-        for name, after in pair.challenger.by_slice().items():
-            old = before.get(name)
-            rows.append(
-                {
-                    "set": eval_set,
-                    "slice": name,
-                    "examples": after.examples,
-                    "incumbent loss": old.loss if old else None,
-                    "challenger loss": after.loss,
-                    "incumbent token acc": old.token_accuracy if old else None,
-                    "challenger token acc": after.token_accuracy,
-                }
-            )
-    models = next(iter(comparisons.values()))
-    create_table_artifact(
-        rows,
-        key="retrain-evaluation",
-        description=f"5 evaluate: {models.challenger.model} vs {models.incumbent.model}",
-    )
-
-
 def render(summary: RunSummary) -> str:
     """The summary as markdown (also what the CLI prints without --json)."""
     lines = [
@@ -119,11 +93,16 @@ def render(summary: RunSummary) -> str:
     if summary.metrics:
         lines += [
             "",
-            "| set | model | loss | perplexity | token accuracy |",
-            "|---|---|---|---|---|",
+            "| set | model | loss | perplexity | token accuracy | ROUGE-L | similarity |",
+            "|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {eval_set} | {model} | {m.loss:.4f} | {m.perplexity:.3f} | {m.token_accuracy:.3f} |"
+            f"| {eval_set} | {model} | "
+            + " | ".join(
+                "-" if v is None else f"{v:.4f}"
+                for v in (m.loss, m.perplexity, m.token_accuracy, m.rouge_l, m.similarity)
+            )
+            + " |"
             for eval_set, models in summary.metrics.items()
             for model, m in models.items()
         ]

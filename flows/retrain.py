@@ -12,7 +12,7 @@ from prefect import flow
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
-from flows import report
+from flows import approval, evaluation_report, report
 from flows.summary import RunSummary
 from tasks.config import Settings, apply_runtime_env
 from tasks.dataset import build_dataset
@@ -43,8 +43,9 @@ def retrain(settings: Settings | None = None) -> RunSummary:
     2 validate  PII redaction + Great Expectations gate; a failed gate stops before training
     3 prepare   chat-format dataset version, frozen golden set, splits
     4 fine-tune LoRA with TRL/PEFT on the worker (CPU or GPU)
-    5 evaluate  challenger vs champion on the golden and recent held-out sets, per category
-    6 promote   policy gate with guardrails, registry version, champion alias moved on a win
+    5 evaluate  challenger vs champion (or base model) on the golden and recent held-out sets:
+                loss, generated replies (ROUGE-L, similarity, safety), per category/intent/segment
+    6 promote   paired-bootstrap gate (tasks/policy.py), registry version, alias moved on a win
     """
     apply_runtime_env()  # deployments start here, not in the CLI: offline and no analytics
     settings = settings or Settings()
@@ -100,20 +101,28 @@ def retrain(settings: Settings | None = None) -> RunSummary:
     # 5 evaluate
     champion = current_champion(settings)
     challenger = ModelRef(
-        label="challenger", base_model_dir=trained.base_model_dir, adapter_dir=trained.adapter_dir
+        label="challenger",
+        base_model_dir=trained.base_model_dir,
+        adapter_dir=trained.adapter_dir,
+        base_model=trained.base_model,
     )
     eval_sets = {GOLDEN: dataset.golden_key, RECENT: dataset.heldout_key}
     comparisons = compare(
         score_model(settings, challenger, eval_sets),
         score_model(settings, champion.model, eval_sets),
     )
-    report.evaluation(comparisons)
+    evaluation_report.evaluation(comparisons)
 
     # 6 promote
-    decision = decide(comparisons, settings.evaluation)
+    decision = decide(
+        comparisons, settings.promotion, has_champion=champion.model.version is not None
+    )
+    evaluation_report.decision(decision, comparisons)
     version = new_version_id()
     card = model_card(settings, version, run_id, dataset, trained, comparisons, decision)
     model_uri = register_version(settings, version, trained.adapter_dir, card)
+    if decision.promote and settings.promotion.require_approval:  # pauses for a person
+        decision = approval.review(decision, version, settings.promotion.approval_timeout_s)
     outcome = apply_decision(settings, version, decision, champion, run_id)
     emit_event(
         "retrain.model.promoted" if outcome.promoted else "retrain.model.rejected",

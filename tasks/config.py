@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -122,22 +122,89 @@ class TrainingSettings(BaseModel):
 
 
 class EvaluationSettings(BaseModel):
-    """How the challenger is compared with the champion: the promotion policy."""
+    """How held-out sets are scored (tasks/evaluate.py, tasks/scoring.py)."""
 
-    batch_size: int = Field(16, ge=1, description="Examples per forward pass when scoring.")
-    min_improvement: float = Field(
-        0.01,
-        ge=0,
-        description="Relative drop in golden loss the challenger needs to be promoted (0.01 = 1%).",
+    task_type: Literal["chat", "classify"] = Field(
+        "chat",
+        description="`chat`: the reference is the agent's reply; `classify`: the assistant "
+        "answers with the intent label (accuracy, macro-F1).",
     )
-    max_slice_regression: float = Field(
+    batch_size: int = Field(16, ge=1, description="Examples per teacher-forced forward pass.")
+    generation_batch_size: int = Field(16, ge=1, description="Prompts per generate() call.")
+    max_length: int = Field(
+        1024,
+        ge=32,
+        description="Tokens per scored example; longer prompts lose their oldest tokens, "
+        "answers are kept whole.",
+    )
+    max_new_tokens: int = Field(96, ge=1, description="Longest generated reply, in tokens.")
+    sample_size: int = Field(
+        6, ge=0, description="Redacted example replies shown in the evaluation artifact."
+    )
+
+    @model_validator(mode="after")
+    def _room_for_a_reply(self) -> EvaluationSettings:
+        if self.max_new_tokens >= self.max_length:
+            raise ValueError(
+                f"`evaluation.max_new_tokens` ({self.max_new_tokens}) must be smaller than "
+                f"`evaluation.max_length` ({self.max_length}); the prompt needs room too"
+            )
+        return self
+
+
+class PromotionSettings(BaseModel):
+    """The promotion policy (tasks/policy.py): when a challenger may replace the champion.
+
+    Decisions rest on a paired bootstrap interval of the per-example improvement of the primary
+    metric on the golden set (challenger and incumbent scored on the same examples).
+    Tolerances and margins are relative to the incumbent's mean of that metric.
+    """
+
+    primary_metric: Literal["auto", "loss", "similarity", "rouge_l", "accuracy"] = Field(
+        "auto",
+        description="`auto`: loss when both models are local on the same base model, semantic "
+        "similarity when either is an API model or the base models differ, accuracy for "
+        "`classify`.",
+    )
+    min_improvement: float = Field(
+        0.0,
+        ge=0,
+        description="The interval's lower bound must exceed this share of the incumbent's mean "
+        "(0.0: the challenger must be better beyond noise).",
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Bootstrap confidence level.")
+    bootstrap_resamples: int = Field(2000, ge=200, description="Bootstrap resamples.")
+    seed: int = Field(0, description="Seed of the bootstrap resampling.")
+    slice_min_examples: int = Field(
+        5, ge=2, description="Slices with fewer paired examples are reported, not gated."
+    )
+    slice_tolerance: float = Field(
         0.10,
         ge=0,
-        description="Guardrail: no golden category, and not the recent held-out set, may get "
-        "worse than the incumbent by more than this (relative loss).",
+        description="A slice blocks promotion only if its whole interval shows a regression "
+        "larger than this share of the incumbent's slice mean (noise neither blocks nor passes).",
     )
-    slice_min_examples: int = Field(
-        5, ge=1, description="Categories with fewer golden examples are reported, not gated."
+    max_segment_gap_increase: float = Field(
+        0.10,
+        ge=0,
+        description="The gap between best and worst segment may widen by at most this share of "
+        "the incumbent's overall mean.",
+    )
+    max_safety_increase: float = Field(
+        0.0,
+        ge=0,
+        description="Allowed rise of the new-PII and offensive-reply rates (absolute).",
+    )
+    min_similarity: float = Field(0.0, ge=-1, le=1, description="Absolute minimum similarity.")
+    min_rouge_l: float = Field(0.0, ge=0, le=1, description="Absolute minimum ROUGE-L.")
+    min_accuracy: float = Field(0.0, ge=0, le=1, description="Absolute minimum (classify).")
+    max_loss: float | None = Field(None, gt=0, description="Absolute maximum loss (local).")
+    require_approval: bool = Field(
+        False,
+        description="Pause after evaluation until a person approves or rejects in the UI.",
+    )
+    approval_timeout_s: int = Field(
+        3600, ge=1, description="No answer within this many seconds counts as a rejection."
     )
 
 
@@ -159,6 +226,7 @@ class Settings(BaseSettings):
     dataset: DatasetSettings = Field(default_factory=DatasetSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,55 +1,94 @@
-"""Evaluate: score a model on a held-out chat set, overall and per slice.
+"""Evaluate: score a model on held-out chat sets, overall and per slice (category, intent, segment).
 
-The primary metric is the mean negative log-likelihood of the agent's answer tokens given the
-conversation so far (`loss`, lower is better; `perplexity` = exp(loss)); `token_accuracy` is the
-share of answer tokens the model ranks first. Both are computed with teacher forcing, so they
-are cheap enough to run on every candidate on a CPU, and they compare models that share a
-tokenizer exactly. Slices are per `category`.
+Per-example scoring lives in tasks/scoring.py (`score_examples`); this module loads models,
+reads the held-out sets from S3 and aggregates the rows into reports. Metrics:
+
+- local models (same tokenizer as training): teacher-forced answer `loss` (mean NLL per answer
+  token; lower is better), `perplexity` = exp(loss), `token_accuracy`;
+- every model, on greedy generated replies: `rouge_l`, `similarity` (MiniLM cosine),
+  `new_pii_rate`, `offensive_rate`; for task type `classify`, `accuracy` and `macro_f1`.
+
+The per-example rows stay in the report, so the promotion gate can pair them by example id.
+
+    python -c "from tasks.evaluate import score_model; help(score_model)"
 """
 
 from __future__ import annotations
 
-import math
+import random
 from collections import defaultdict
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from prefect import task
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tasks.config import Settings
 from tasks.s3 import get_jsonl, s3_client
+from tasks.scoring import (
+    IGNORE,
+    ExampleScore,
+    LocalModel,
+    ReplyGenerator,
+    encode_example,
+    judges,
+    perplexity,
+    pii_spans,
+    redact,
+    score_examples,
+)
 
-IGNORE = -100  # label value that cross-entropy skips: prompt and padding positions
+__all__ = ["IGNORE", "encode_example", "score_examples"]
+
 GOLDEN = "golden"  # the frozen set the promotion decision rests on
 RECENT = "recent"  # this run's held-out conversations: a guardrail against drift
+SLICE_FIELDS = ("category", "intent", "segment")
 
 
 class ModelRef(BaseModel):
-    """A model that can be loaded locally: base weights, plus a LoRA adapter if fine-tuned."""
+    """A model to score: local base weights (+ LoRA adapter), or a hosted API model."""
 
     label: str
-    base_model_dir: str
+    base_model_dir: str = ""
     adapter_dir: str | None = None
     version: str | None = None  # registry version, None for the untouched base model
     base_model: str | None = None  # the `training.base_model` it was tuned from
+    kind: Literal["local", "api"] = "local"
+    api_model: str | None = None  # kind "api": the provider's model id
 
 
 class SliceMetrics(BaseModel):
+    """Means over a slice's examples; a metric its scorer cannot give is None."""
+
     examples: int
-    tokens: int
-    loss: float
-    perplexity: float
-    token_accuracy: float
+    tokens: int = 0
+    loss: float | None = None
+    perplexity: float | None = None
+    token_accuracy: float | None = None
+    rouge_l: float | None = None
+    similarity: float | None = None
+    new_pii_rate: float | None = None
+    offensive_rate: float | None = None
+    accuracy: float | None = None
+    macro_f1: float | None = None
 
 
 class EvalReport(BaseModel):
     model: str
     dataset: str
     overall: SliceMetrics
-    slices: dict[str, SliceMetrics]
+    slices: dict[str, SliceMetrics] = Field(
+        default_factory=dict, description="`category:X`, `intent:Y`, `segment:Z` → metrics"
+    )
+    kind: Literal["local", "api"] = "local"
+    base_model: str | None = None
+    examples: list[ExampleScore] = Field(default_factory=list)
+    sample: list[dict[str, str]] = Field(
+        default_factory=list, description="a few redacted conversations with the model's reply"
+    )
 
     def by_slice(self) -> dict[str, SliceMetrics]:
-        """ "overall" first, then each category."""
+        """ "overall" first, then each slice."""
         return {"overall": self.overall, **self.slices}
 
 
@@ -72,7 +111,7 @@ def compare(
     }
 
 
-def load_model(ref: ModelRef):
+def load_model(ref: ModelRef) -> LocalModel:
     """Base weights from safetensors, with the adapter merged in for fast inference."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -85,86 +124,140 @@ def load_model(ref: ModelRef):
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, ref.adapter_dir).merge_and_unload()
-    return model.eval(), tokenizer
+    return LocalModel(model=model.eval(), tokenizer=tokenizer)
 
 
-def encode_example(tokenizer: Any, messages: list[dict[str, str]], max_length: int):
-    """Token ids for the whole conversation and labels that keep only the last answer."""
-    prompt_ids = tokenizer.apply_chat_template(
-        messages[:-1], add_generation_prompt=True, tokenize=True, return_dict=False
-    )
-    full_ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
-    labels = [IGNORE] * len(prompt_ids) + full_ids[len(prompt_ids) :]
-    return full_ids[:max_length], labels[:max_length]
+def slice_names(row: ExampleScore) -> list[str]:
+    return [
+        f"category:{row.category}",
+        f"intent:{row.intent}",
+        *(f"segment:{s}" for s in row.segments),
+    ]
 
 
-def _metrics(nll: float, correct: int, tokens: int, examples: int) -> SliceMetrics:
-    loss = nll / max(tokens, 1)
+def _mean(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(sum(present) / len(present), 5) if present else None
+
+
+def aggregate(rows: list[ExampleScore]) -> SliceMetrics:
+    """Slice metrics from per-example rows; loss and token accuracy are token-weighted."""
+    tokens = sum(r.answer_tokens or 0 for r in rows)
+    forced = [r for r in rows if r.nll is not None]
+    loss = sum(r.nll for r in forced) / tokens if forced and tokens else None
+    macro_f1 = None
+    labelled = [r for r in rows if r.label is not None]
+    if labelled:
+        from sklearn.metrics import f1_score
+
+        macro_f1 = round(
+            float(
+                f1_score(
+                    [r.label for r in labelled],
+                    [r.predicted for r in labelled],
+                    average="macro",
+                    zero_division=0,
+                )
+            ),
+            5,
+        )
     return SliceMetrics(
-        examples=examples,
+        examples=len(rows),
         tokens=tokens,
-        loss=round(loss, 5),
-        perplexity=round(math.exp(min(loss, 50.0)), 4),
-        token_accuracy=round(correct / max(tokens, 1), 5),
+        loss=round(loss, 5) if loss is not None else None,
+        perplexity=round(perplexity(loss), 4) if loss is not None else None,
+        token_accuracy=round(sum(r.correct_tokens for r in forced) / tokens, 5)
+        if forced and tokens
+        else None,
+        rouge_l=_mean(r.rouge_l for r in rows),
+        similarity=_mean(r.similarity for r in rows),
+        new_pii_rate=_mean(r.new_pii for r in rows),
+        offensive_rate=_mean(r.offensive for r in rows),
+        accuracy=_mean(r.correct for r in rows),
+        macro_f1=macro_f1,
     )
 
 
-def score_examples(
-    model: Any, tokenizer: Any, examples: list[dict[str, Any]], batch_size: int, max_length: int
-) -> tuple[SliceMetrics, dict[str, SliceMetrics]]:
-    """Teacher-forced answer loss and token accuracy, overall and per category."""
-    import torch
-    import torch.nn.functional as F
+def build_report(
+    ref: ModelRef,
+    dataset: str,
+    rows: list[ExampleScore],
+    examples: list[dict[str, Any]],
+    sample_size: int,
+) -> EvalReport:
+    by_slice: dict[str, list[ExampleScore]] = defaultdict(list)
+    for row in rows:
+        for name in slice_names(row):
+            by_slice[name].append(row)
+    return EvalReport(
+        model=ref.label,
+        dataset=dataset,
+        overall=aggregate(rows),
+        slices={name: aggregate(by_slice[name]) for name in sorted(by_slice)},
+        kind=ref.kind,
+        base_model=ref.base_model,
+        examples=rows,
+        sample=redacted_sample(rows, examples, sample_size),
+    )
 
-    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0, 0])  # nll, correct, tokens, n
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    for start in range(0, len(examples), batch_size):
-        batch = examples[start : start + batch_size]
-        encoded = [encode_example(tokenizer, e["messages"], max_length) for e in batch]
-        width = max(len(ids) for ids, _ in encoded)
-        input_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids, _ in encoded])
-        labels = torch.tensor([lab + [IGNORE] * (width - len(lab)) for _, lab in encoded])
-        lengths = torch.tensor([len(ids) for ids, _ in encoded])
-        attention = torch.arange(width) < lengths.unsqueeze(1)
-        with torch.inference_mode():
-            logits = model(input_ids=input_ids, attention_mask=attention.long()).logits.float()
-        # position t predicts token t+1
-        logits, targets = logits[:, :-1], labels[:, 1:]
-        mask = targets != IGNORE
-        nll = F.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
-        correct = (logits.argmax(-1) == targets) & mask
-        for row, example in enumerate(batch):
-            category = (example.get("metadata") or {}).get("category") or "unknown"
-            for key in ("__overall__", category):
-                totals[key][0] += float((nll[row] * mask[row]).sum())
-                totals[key][1] += int(correct[row].sum())
-                totals[key][2] += int(mask[row].sum())
-                totals[key][3] += 1
-    overall = _metrics(*totals.pop("__overall__", [0.0, 0, 0, 0]))
-    return overall, {k: _metrics(*v) for k, v in sorted(totals.items())}
+
+def redacted_sample(
+    rows: list[ExampleScore], examples: list[dict[str, Any]], size: int
+) -> list[dict[str, str]]:
+    """The same few examples for every model (chosen by id), redacted, for a person to read."""
+    if size == 0 or not rows:
+        return []
+    chosen = sorted(range(len(rows)), key=lambda i: rows[i].id)
+    chosen = sorted(random.Random(0).sample(chosen, min(size, len(chosen))))
+    judge = judges()
+
+    def clean(text: str) -> str:
+        return redact(text, pii_spans(judge, text))
+
+    sample = []
+    for i in chosen:
+        messages = examples[i]["messages"]
+        customer = next((m["content"] for m in reversed(messages[:-1]) if m["role"] == "user"), "")
+        sample.append(
+            {
+                "id": rows[i].id,
+                "category": rows[i].category,
+                "customer": clean(customer),
+                "reference": clean(messages[-1]["content"]),
+                "reply": rows[i].reply,
+            }
+        )
+    return sample
 
 
 @task
 def score_model(
-    settings: Settings, ref: ModelRef, eval_sets: dict[str, str]
+    settings: Settings,
+    ref: ModelRef,
+    eval_sets: dict[str, str],
+    generator: ReplyGenerator | None = None,
 ) -> dict[str, EvalReport]:
     """Score one model on each named held-out set in S3 (golden, recent), loading it once.
 
-    An empty set is skipped: a small batch may leave no recent held-out examples.
+    A local model is loaded from `ref`; an API model (`ref.kind == "api"`) is scored through
+    `generator` (chat prompts → replies). An empty set is skipped: a small batch may leave no
+    recent held-out examples.
     """
+    if ref.kind == "api":
+        if generator is None:
+            raise ValueError(
+                f"model {ref.label} is an API model: pass a reply generator (chat prompts → "
+                "replies) to score it"
+            )
+        scorer: LocalModel | ReplyGenerator = generator
+    else:
+        scorer = load_model(ref)
     client = s3_client(settings.s3)
-    model, tokenizer = load_model(ref)
     reports = {}
     for name, key in eval_sets.items():
         examples = get_jsonl(client, settings.s3.bucket, key)
         if not examples:
             continue
-        overall, slices = score_examples(
-            model,
-            tokenizer,
-            examples,
-            batch_size=settings.evaluation.batch_size,
-            max_length=settings.training.max_length,
-        )
-        reports[name] = EvalReport(model=ref.label, dataset=name, overall=overall, slices=slices)
+        rows = score_examples(scorer, examples, settings.evaluation)
+        reports[name] = build_report(ref, name, rows, examples, settings.evaluation.sample_size)
     return reports

@@ -152,7 +152,15 @@ def model_card(
             "dataset_version": dataset.version,
             "dataset_prefix": dataset.prefix,
         },
-        "evaluation": {name: pair.model_dump() for name, pair in comparisons.items()},
+        "evaluation": {
+            name: {
+                side: report.model_dump(
+                    include={"model", "kind", "base_model", "overall", "slices"}
+                )
+                for side, report in (("challenger", pair.challenger), ("incumbent", pair.incumbent))
+            }
+            for name, pair in comparisons.items()
+        },
         "gate": decision.model_dump(),
     }
 
@@ -311,13 +319,11 @@ def apply_decision(
 ) -> PromotionResult:
     """Move the champion alias (conditionally) or record the rejection, with its audit event."""
     client = s3_client(settings.s3)
+    audit = {"run_id": run_id, **({"approval": decision.approval} if decision.approval else {})}
     if not decision.promote:
         set_card_status(client, settings, version, "rejected")
         event = write_event(
-            client,
-            settings,
-            "reject",
-            {"version": version, "reasons": decision.reasons, "run_id": run_id},
+            client, settings, "reject", {"version": version, "reasons": decision.reasons, **audit}
         )
         return PromotionResult(
             promoted=False,
@@ -332,7 +338,7 @@ def apply_decision(
         champion.alias_etag,
         champion.model.version,
         decision.reasons,
-        run_id=run_id,
+        **audit,
     )
 
 

@@ -28,8 +28,10 @@ def flow_settings(settings, tiny_model_dir):
     return settings.model_copy(
         update={
             "training": settings.training.model_copy(update={"base_model": str(tiny_model_dir)}),
-            # a tiny random model improves only slightly in 2 steps; any gain promotes it here
-            "evaluation": settings.evaluation.model_copy(update={"min_improvement": 0.0}),
+            # short replies: a tiny random model says nothing useful, and generating is slow
+            "evaluation": settings.evaluation.model_copy(
+                update={"max_new_tokens": 4, "max_length": 256, "sample_size": 2}
+            ),
             "dataset": settings.dataset.model_copy(
                 update={"golden_fraction": 0.1, "golden_max_examples": 16, "golden_min_examples": 8}
             ),
@@ -37,8 +39,10 @@ def flow_settings(settings, tiny_model_dir):
     )
 
 
-def seed(settings, limit: int, end: date, days: int = 3, bad_records: int = 0) -> list[str]:
-    per_day = build_daily_logs(bundled_csv(), days=days, end_date=end, limit=limit)
+def seed(
+    settings, limit: int, end: date, days: int = 3, bad_records: int = 0, shuffle: int = 7
+) -> list[str]:
+    per_day = build_daily_logs(bundled_csv(), days=days, end_date=end, limit=limit, seed=shuffle)
     return upload_daily_logs(settings.s3, per_day, bad_records=bad_records)
 
 
@@ -106,13 +110,36 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
         "retrain-dataset",
         "retrain-training",
         "retrain-evaluation",
+        "retrain-decision",
         "retrain-summary",
     }
 
     promoted = emitted_events("retrain.model.promoted", f"retrain.model.{settings.model_name}")
     assert [e.payload["version"] for e in promoted] == [summary.model_version]
 
-    # Second run through the CLI: nothing new, so no ingest or training, exit code 0.
+    # Second run with NEW logs: the champion is downloaded from S3 and scored on the same
+    # golden examples as the new challenger.
+    seed(settings, limit=200, end=date(2026, 11, 24), shuffle=8)
+    second = retrain(settings=settings)
+
+    assert second.decision in ("promoted", "not_promoted"), second.reasons
+    assert second.model_version != summary.model_version
+    new_card = get_json(
+        client, bucket, f"{model_prefix(settings)}versions/{second.model_version}/card.json"
+    ).body
+    champion_side = new_card["evaluation"]["golden"]["incumbent"]
+    assert champion_side["model"] == f"champion {summary.model_version}"
+    # the champion, reloaded from S3, scores exactly as it did when it was the challenger
+    first_golden = card["evaluation"]["golden"]["challenger"]["overall"]
+    assert champion_side["overall"]["loss"] == pytest.approx(first_golden["loss"], rel=1e-4)
+    assert champion_side["overall"]["examples"] == first_golden["examples"]
+    assert new_card["gate"]["branch"] == "champion" and new_card["gate"]["interval"]["examples"]
+    champion_now = get_json(client, bucket, f"{model_prefix(settings)}aliases/{CHAMPION}.json")
+    expected = second.model_version if second.decision == "promoted" else summary.model_version
+    assert champion_now.body["version"] == expected
+    assert new_card["status"] == ("promoted" if second.decision == "promoted" else "rejected")
+
+    # Third run through the CLI: nothing new, so no ingest or training, exit code 0.
     monkeypatch.setenv("RETRAIN_S3__BUCKET", bucket)
     monkeypatch.setenv("RETRAIN_S3__ENDPOINT_URL", settings.s3.endpoint_url)
     result = CliRunner().invoke(app, ["run", "--json"])

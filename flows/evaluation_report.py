@@ -1,0 +1,158 @@
+"""Evaluation and decision artifacts: what a person reads on the run page before trusting a model.
+
+- `retrain-evaluation` (table): every metric per eval set and slice, incumbent vs challenger;
+- `retrain-decision` (markdown): the verdict, every rule with pass/fail and its figures, a chart
+  of incumbent vs challenger per slice with bootstrap intervals (PNG embedded as a data URI),
+  and a few redacted example replies of both models.
+
+Only metrics, rule outcomes and redacted replies go here (see tasks/scoring.py: redaction).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from tasks.evaluate import GOLDEN, Comparison
+from tasks.policy import LOWER_IS_BETTER, Decision, Interval
+
+TABLE_METRICS = (
+    "loss",
+    "token_accuracy",
+    "rouge_l",
+    "similarity",
+    "new_pii_rate",
+    "offensive_rate",
+)
+CHART_SLICES = 16  # the largest slices; all of them are in the table
+
+
+def evaluation_rows(comparisons: dict[str, Comparison]) -> list[dict]:
+    rows = []
+    for eval_set, pair in comparisons.items():
+        before = pair.incumbent.by_slice()
+        for name, after in pair.challenger.by_slice().items():
+            old = before.get(name)
+            row = {"set": eval_set, "slice": name, "examples": after.examples}
+            for metric in (*TABLE_METRICS, "accuracy", "macro_f1"):
+                new_value = getattr(after, metric)
+                if new_value is None and (old is None or getattr(old, metric) is None):
+                    continue
+                row[f"incumbent {metric}"] = getattr(old, metric) if old else None
+                row[f"challenger {metric}"] = new_value
+            rows.append(row)
+    return rows
+
+
+def evaluation(comparisons: dict[str, Comparison]) -> None:
+    models = next(iter(comparisons.values()))
+    create_table_artifact(
+        evaluation_rows(comparisons),
+        key="retrain-evaluation",
+        description=f"5 evaluate: {models.challenger.model} vs {models.incumbent.model}",
+    )
+
+
+def slice_chart(overall: Interval, slices: dict[str, Interval], title: str) -> bytes:
+    """PNG: left, incumbent and challenger mean per slice; right, the paired improvement with
+    its bootstrap interval (right of zero = challenger better)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on workers
+    import matplotlib.pyplot as plt
+
+    largest = sorted(slices.items(), key=lambda kv: -kv[1].examples)[:CHART_SLICES]
+    items = [("overall", overall), *sorted(largest)]
+    labels = [f"{name} (n={i.examples})" for name, i in items]
+    y = list(range(len(items)))[::-1]
+    fig, (means, diffs) = plt.subplots(
+        1, 2, figsize=(10, 0.35 * len(items) + 1.4), sharey=True, dpi=80
+    )
+    means.scatter([i.incumbent_mean for _, i in items], y, marker="o", label="incumbent")
+    means.scatter([i.challenger_mean for _, i in items], y, marker="D", label="challenger")
+    means.set_yticks(y, labels, fontsize=8)
+    better = "lower" if overall.metric in LOWER_IS_BETTER else "higher"
+    means.set_xlabel(f"{overall.metric} ({better} is better)")
+    means.legend(fontsize=8, loc="best")
+    centres = [i.improvement for _, i in items]
+    colours = [
+        "tab:green" if i.low > 0 else "tab:red" if i.high < 0 else "tab:gray" for _, i in items
+    ]
+    # hlines takes one colour per interval (errorbar's ecolor takes only one)
+    diffs.hlines(y, [i.low for _, i in items], [i.high for _, i in items], colors=colours)
+    diffs.scatter(centres, y, c=colours, zorder=3)
+    diffs.axvline(0, color="black", linewidth=0.8)
+    diffs.set_xlabel(f"improvement, {overall.confidence:.0%} paired bootstrap interval")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def decision_markdown(decision: Decision, comparisons: dict[str, Comparison]) -> str:
+    golden = comparisons[GOLDEN]
+    verdict = "PROMOTE" if decision.promote else "DO NOT PROMOTE"
+    against = "champion" if decision.branch == "champion" else "base model (no champion yet)"
+    lines = [
+        f"## Gate: **{verdict}** — {golden.challenger.model} vs {against} "
+        f"({golden.incumbent.model})",
+        "",
+        f"Primary metric: `{decision.primary_metric}`",
+        "",
+        *[f"- {reason}" for reason in decision.reasons],
+        "",
+        "| rule | result | detail |",
+        "|---|---|---|",
+        *[
+            f"| {c.rule} | {'pass' if c.passed else '**FAIL**'} | {c.detail} |"
+            for c in decision.checks
+        ],
+    ]
+    if decision.interval:
+        png = slice_chart(
+            decision.interval,
+            decision.slices,
+            f"golden set: {golden.challenger.model} vs {golden.incumbent.model}",
+        )
+        encoded = base64.b64encode(png).decode()
+        lines += ["", f"![incumbent vs challenger per slice](data:image/png;base64,{encoded})"]
+    replies = {s["id"]: s["reply"] for s in golden.incumbent.sample}
+    if golden.challenger.sample:
+        lines += [
+            "",
+            "### Sample replies (redacted)",
+            "",
+            "| category | customer | reference | incumbent | challenger |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            "| "
+            + " | ".join(
+                _cell(text)
+                for text in (
+                    s["category"],
+                    s["customer"],
+                    s["reference"],
+                    replies.get(s["id"], ""),
+                    s["reply"],
+                )
+            )
+            + " |"
+            for s in golden.challenger.sample
+        ]
+    return "\n".join(lines)
+
+
+def _cell(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def decision(decision: Decision, comparisons: dict[str, Comparison]) -> str:
+    markdown = decision_markdown(decision, comparisons)
+    create_markdown_artifact(markdown, key="retrain-decision", description="6 promote: the gate")
+    return markdown
