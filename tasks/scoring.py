@@ -1,12 +1,21 @@
 """Per-example scoring: what a model says to each held-out conversation, and how good it is.
 
-`score_examples(scorer, examples, config)` is a plain function of (model, examples) → one
-`ExampleScore` per example, in input order. Everything that aggregates, slices or decides works
-on those rows, and the drift monitor reuses the function as is. A scorer is either
+    score_examples(
+        scorer: LocalModel | ReplyGenerator,
+        examples: Sequence[dict],            # dataset rows: {"messages": [...], "metadata": {...}}
+        config: EvaluationSettings | None = None,   # default: EvaluationSettings()
+    ) -> list[ExampleScore]
 
-- a `LocalModel` (transformers model + tokenizer): teacher-forced answer loss, perplexity and
-  token accuracy (prompt truncated from the LEFT to `evaluation.max_length`, the answer kept,
-  the same prompt/completion masking as training), plus batched greedy generation; or
+is a plain function of (model, examples) → one `ExampleScore` per example, in input order.
+Everything that aggregates, slices or decides works on those rows, and the drift monitor and
+the API backend reuse the function as is. The last message of each example is the reference
+reply; metadata `conversation_id`, `category`, `intent`, `segments` label the row. A scorer is
+
+- a `LocalModel(model, tokenizer)` (transformers; `tasks.evaluate.load_model(ModelRef)` builds
+  one from base weights + a LoRA adapter, `registry.load_version` gives that ref): teacher-forced
+  answer loss, perplexity and token accuracy (prompt truncated from the LEFT to
+  `evaluation.max_length`, the answer kept, the same prompt/completion masking as training),
+  plus batched greedy generation; or
 - any `ReplyGenerator`, a callable `list[chat prompt] -> list[reply]` (an API model): generation
   metrics only.
 
@@ -288,9 +297,10 @@ def _label(text: str) -> str:
 def score_examples(
     scorer: LocalModel | ReplyGenerator,
     examples: Sequence[dict[str, Any]],
-    config: EvaluationSettings,
+    config: EvaluationSettings | None = None,
 ) -> list[ExampleScore]:
-    """Score every example; one ExampleScore per example, input order."""
+    """Score every example; one ExampleScore per example, input order (see module docstring)."""
+    config = config or EvaluationSettings()
     if config.task_type == "classify":
         examples = [as_classify_example(e) for e in examples]
     conversations = [e["messages"] for e in examples]

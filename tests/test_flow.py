@@ -148,6 +148,26 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
     assert rerun["decision"] == "no_new_data" and rerun["records_read"] == 0
     assert "no new support logs" in rerun["reasons"][0]
 
+    # `retrain evaluate` scores two registered versions on the golden set and changes nothing.
+    for name, value in {
+        "RETRAIN_CACHE_DIR": str(settings.cache_dir),
+        "RETRAIN_TRAINING__BASE_MODEL": settings.training.base_model,
+        "RETRAIN_EVALUATION__MAX_NEW_TOKENS": "4",
+        "RETRAIN_EVALUATION__MAX_LENGTH": "256",
+    }.items():
+        monkeypatch.setenv(name, value)
+    args = ["evaluate", "--model", second.model_version, "--against", summary.model_version]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    verdict = json.loads(result.stdout)
+    assert verdict["golden_examples"] == first_golden["examples"]
+    assert verdict["decision"]["branch"] == "champion" and verdict["decision"]["checks"]
+    assert verdict["metrics"][f"version {summary.model_version}"]["loss"] == pytest.approx(
+        first_golden["loss"], rel=1e-4
+    )
+    still = get_json(client, bucket, f"{model_prefix(settings)}aliases/{CHAMPION}.json").body
+    assert still["version"] == expected
+
 
 def test_a_batch_that_fails_the_gate_stops_before_training(flow_settings):
     settings = flow_settings.model_copy(
