@@ -36,11 +36,13 @@ def _resource(settings: Settings) -> dict[str, str]:
 
 
 @flow(name="retrain")
-def retrain(settings: Settings | None = None) -> RunSummary:
+def retrain(settings: Settings | None = None, reprocess: list[str] | None = None) -> RunSummary:
     """Retrain the support chatbot on logs that arrived since the last run.
 
-    1 ingest    new objects only (watermark), quarantine bad records
-    2 validate  PII redaction + Great Expectations gate; a failed gate stops before training
+    1 ingest    new objects only (watermark; `reprocess` re-reads named ones), PII redacted
+                before anything is written, bad records quarantined as pointers to their source
+    2 validate  Great Expectations suites; a `block` failure stops before training, too few
+                records leave the objects pending for the next run
     3 prepare   chat-format dataset version, frozen golden set, splits
     4 fine-tune LoRA with TRL/PEFT on the worker (CPU or GPU)
     5 evaluate  challenger vs champion (or base model) on the golden and recent held-out sets:
@@ -53,7 +55,7 @@ def retrain(settings: Settings | None = None) -> RunSummary:
     summary = RunSummary(run_id=run_id, model_name=settings.model_name, bucket=settings.s3.bucket)
 
     # 1 ingest
-    new = find_new_objects(settings)
+    new = find_new_objects(settings, reprocess)
     if not new.objects:
         where = f"s3://{settings.s3.bucket}/{settings.s3.raw_prefix}"
         reason = f"no new support logs under {where} since the last run: nothing to do"
@@ -64,21 +66,25 @@ def retrain(settings: Settings | None = None) -> RunSummary:
     summary = summary.with_ingest(new.objects, ingested)
     report.ingest(ingested, len(new.objects))
 
-    # 2 validate
-    quality = validate_batch(settings, ingested.staging_key, run_id, ingested.quarantined)
+    # 2 validate (records arrive redacted: ingest removed personal data before writing)
+    quality = validate_batch(
+        settings, ingested.staging_key, run_id, ingested.quarantined, ingested.pii_redactions
+    )
     summary = summary.with_quality(quality)
     report.quality(quality)
-    if not quality.passed:
+    if quality.verdict == "pending":  # too few records: the objects stay for the next run
+        return report.finish(summary.model_copy(update={"decision": "data_pending"}))
+    if quality.verdict == "rejected":
         emit_event(
             "retrain.data.rejected",
             resource=_resource(settings),
             payload={
                 "run_id": run_id,
-                "failed": quality.failed_critical,
+                "failed": quality.failed_counts,
                 "report": quality.report_key,
             },
         )
-        commit_watermark(settings, new)  # the batch is handled: rejected with a report
+        commit_watermark(settings, new, "rejected", run_id, quality.failed_critical)
         return report.finish(summary.model_copy(update={"decision": "data_rejected"}))
 
     # 3 prepare (until a golden set can be frozen, the run waits for more logs: no training)
@@ -129,7 +135,7 @@ def retrain(settings: Settings | None = None) -> RunSummary:
         resource=_resource(settings),
         payload={"version": version, "run_id": run_id, "reasons": outcome.reasons},
     )
-    commit_watermark(settings, new)
+    commit_watermark(settings, new, "accepted", run_id)
     final = Decision(promote=outcome.promoted, reasons=outcome.reasons)
     summary = summary.with_decision(final, version, model_uri, comparisons)
     return report.finish(summary)

@@ -16,7 +16,9 @@ from tasks.policy import Decision
 from tasks.quality import QualityReport
 from tasks.train_local import TrainResult
 
-Outcome = Literal["no_new_data", "data_rejected", "waiting_for_golden", "promoted", "not_promoted"]
+Outcome = Literal[
+    "no_new_data", "data_pending", "data_rejected", "waiting_for_golden", "promoted", "not_promoted"
+]
 
 
 class RunSummary(BaseModel):
@@ -62,7 +64,11 @@ class RunSummary(BaseModel):
             "pii_redactions": quality.pii_redactions,
             "quality_report": f"s3://{self.bucket}/{quality.report_key}",
         }
-        if not quality.passed:
+        if quality.verdict == "pending":  # nothing is held back: the objects are read again
+            update["reasons"] = [
+                f"too few records for the gate: {r}" for r in quality.failed_summary()
+            ]
+        elif not quality.passed:
             # the whole batch is held back: count it as quarantined so nothing goes missing
             update["records_quarantined"] = self.records_read
             update["quarantine_reasons"] = {

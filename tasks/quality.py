@@ -1,102 +1,332 @@
-"""Quality gate: redact personal data, then run the Great Expectations suite on the batch.
+"""The data gate: Great Expectations suites on an already-redacted batch.
 
-The suite lives in `expectations/<suite>.json`; it runs on a DataFrame of computed columns
-(`to_frame`), because GX's row-condition expectations are SQL-only. A failed critical
-expectation, or too many quarantined records, fails the gate; warnings are reported only.
-Data Docs and a JSON summary go to `reports/<run-id>/`.
+Five suites live under `expectations/` (quality, pii, toxicity, representation, segments); every
+expectation says in its `meta` whether a failure blocks training (`block`) or is reported
+(`warn`), and reads its thresholds from `quality.*` in the config. GX's row-condition
+expectations are SQL-only, so the suites run on computed columns built here with pandas:
 
-    python -c "import json; print(json.load(open('expectations/support_logs.json'))['name'])"
+- `conversation_frame`: one row per conversation (lengths, parsed timestamps, duplicate keys,
+  leak counts from an independent PII detector, offensive flags from alt-profanity-check);
+- `mix_frame`: one row per intent / category with its share and its reference share;
+- `segment_frame`: one row per customer segment compared with the rest.
+
+Verdict: `rejected` when a block check fails, `pending` when the only failure is too few records
+(the objects are carried into the next run), else `passed`. Only counts and check names leave
+this module; GX runs with a result format that keeps no unexpected values, so Data Docs never
+show a record.
+
+    retrain check-data logs.jsonl --json      # the same gate on a local file
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from prefect import task
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from tasks.config import Settings
-from tasks.pii import redact_record
-from tasks.s3 import get_jsonl, put_json, put_jsonl, s3_client, upload_dir
+from tasks.config import QualitySettings, Settings
+from tasks.pii_check import count_leaks
+from tasks.s3 import get_jsonl, list_objects, put_json, s3_client, upload_dir
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[1] / "expectations"
-
 # PII must never be copied into reports: GX would otherwise list matching values.
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
+MIN_RECORDS_CHECK = "quality.min_records"
+# Which frame each suite validates.
+SUITE_FRAMES = {
+    "quality": "conversations",
+    "pii": "conversations",
+    "toxicity": "conversations",
+    "representation": "mix",
+    "segments": "segments",
+}
+Severity = Literal["block", "warn"]
+Verdict = Literal["passed", "rejected", "pending"]
 
 
 class CheckResult(BaseModel):
-    name: str
-    column: str | None
+    name: str = Field(description="The check's name from its meta, e.g. `toxicity.agent_share`.")
+    expectation: str = ""
+    column: str | None = None
     success: bool
-    severity: str
-    observed: str
+    result: Literal["pass", "fail", "skipped"] = "pass"
+    severity: Severity
+    observed: str = ""
+    unexpected: int | None = None
+    description: str = ""
+
+    def reason(self) -> str:
+        """One readable line for a failure: what was checked, what was seen."""
+        return f"{self.name}: {self.description} (observed {self.observed})"
 
 
 class QualityReport(BaseModel):
     passed: bool
+    verdict: Verdict = "passed"
     checks: list[CheckResult]
-    failed_critical: list[str]
-    pii_redactions: dict[str, int]
-    redacted_key: str
-    report_key: str
-    data_docs_prefix: str
+    failed_critical: list[str] = Field(description="Names of the failed block checks.")
+    failed_counts: dict[str, int | None] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+    pii_redactions: dict[str, int] = Field(default_factory=dict)
+    redacted_key: str = ""
+    report_key: str = ""
+    data_docs_prefix: str = ""
+    bias: dict[str, Any] = Field(default_factory=dict, description="Mix and segment tables.")
+
+    def failed_summary(self) -> list[str]:
+        """One readable line per failed block check."""
+        return [c.reason() for c in self.checks if c.result == "fail" and c.severity == "block"]
 
 
-def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per conversation, with the columns the suite checks."""
+# ---------------------------------------------------------------- computed columns
 
-    def texts(record: dict[str, Any], role: str) -> str:
-        return "\n".join(m["text"] for m in record["messages"] if m["role"] == role)
 
+def _side(record: dict[str, Any], role: str) -> str:
+    return "\n".join(m.get("text", "") for m in record.get("messages", []) if m.get("role") == role)
+
+
+def conversation_frame(
+    records: Iterable[dict[str, Any]],
+    config: QualitySettings | None = None,
+    allow_list: Iterable[str] = (),
+) -> pd.DataFrame:
+    """One row per conversation with the columns the suites check. Texts are used to compute
+    columns and then dropped, so a million-record frame stays small."""
+    config = config or QualitySettings()
     rows = [
-        {
-            "conversation_id": r.get("conversation_id"),
-            "timestamp": r.get("timestamp"),
-            "channel": r.get("channel"),
-            "language": r.get("language"),
-            "category": r.get("category"),
-            "customer_text": texts(r, "customer"),
-            "agent_text": texts(r, "agent"),
-            "customer_chars": len(texts(r, "customer")),
-            "agent_chars": len(texts(r, "agent")),
-            "is_offensive": float("offensive" in r.get("segments", [])),
-        }
+        (
+            r.get("conversation_id"),
+            r.get("timestamp"),
+            r.get("channel"),
+            r.get("language"),
+            r.get("intent"),
+            r.get("category"),
+            r.get("segments") or [],
+            r.get("resolved"),
+            r.get("csat"),
+            _side(r, "customer"),
+            _side(r, "agent"),
+        )
         for r in records
     ]
-    return pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
+    columns = ["conversation_id", "timestamp", "channel", "language", "intent", "category"]
+    columns += ["segments", "resolved", "csat", "customer_text", "agent_text"]
+    frame = pd.DataFrame(rows, columns=columns)
+    for name in ("conversation_id", "channel", "language", "intent", "category"):
+        frame[name] = frame[name].astype("object")
+    customer, agent = frame.pop("customer_text"), frame.pop("agent_text")
+    frame["customer_chars"] = customer.str.len().astype("int64")
+    frame["agent_chars"] = agent.str.len().astype("int64")
+    parsed = pd.to_datetime(frame.pop("timestamp"), errors="coerce", utc=True, format="ISO8601")
+    frame["timestamp_epoch"] = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    frame["content_key"] = pd.util.hash_pandas_object(customer + "\0" + agent, index=False)
+    frame["resolved"] = pd.to_numeric(frame["resolved"], errors="coerce").astype("float64")
+    frame["csat"] = pd.to_numeric(frame["csat"], errors="coerce").astype("float64")
+    leaks = count_leaks(customer + "\n" + agent, allow_list)
+    frame = pd.concat([frame, leaks], axis=1)
+    frame["agent_offensive"] = _offensive(agent, config.offensive_probability)
+    frame["customer_offensive"] = _offensive(customer, config.offensive_probability)
+    return frame
+
+
+def _offensive(texts: pd.Series, threshold: float) -> pd.Series:
+    """1.0 where alt-profanity-check's classifier flags the text. Each distinct text is
+    classified once: support replies repeat templates a lot."""
+    if texts.empty:
+        return pd.Series([], dtype="float64")
+    from profanity_check import predict_prob
+
+    codes, uniques = pd.factorize(texts)
+    flags = (predict_prob(list(uniques)) >= threshold).astype("float64")
+    return pd.Series(flags[codes], index=texts.index)
+
+
+def share_of(values: pd.Series) -> pd.Series:
+    return values.dropna().value_counts(normalize=True)
+
+
+def js_divergence(batch: pd.Series, reference: pd.Series) -> float:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) between two category mixes."""
+    from scipy.spatial.distance import jensenshannon
+
+    labels = sorted(set(batch.index) | set(reference.index))
+    p = batch.reindex(labels, fill_value=0).to_numpy()
+    q = reference.reindex(labels, fill_value=0).to_numpy()
+    return float(jensenshannon(p, q, base=2) ** 2)
+
+
+def mix_frame(frame: pd.DataFrame, reference: pd.Series | None) -> pd.DataFrame:
+    """One row per intent and per category: its share, and against the reference category
+    mix its reference share and the batch's Jensen-Shannon divergence."""
+    rows = []
+    for field in ("intent", "category"):
+        for value, share in share_of(frame[field]).items():
+            rows.append({"field": field, "value": str(value), f"{field}_share": share})
+    mix = pd.DataFrame(rows, columns=["field", "value", "intent_share", "category_share"])
+    mix["reference_share"] = np.nan
+    mix["reference_category_share"] = np.nan
+    mix["js_divergence"] = np.nan
+    categories = share_of(frame["category"])
+    if reference is None or reference.empty or categories.empty:
+        return mix
+    batch_size = int(frame["category"].notna().sum())
+    for value, ref_share in reference.items():
+        is_row = (mix["field"] == "category") & (mix["value"] == str(value))
+        if not is_row.any():
+            mix = pd.concat(
+                [
+                    mix,
+                    pd.DataFrame(
+                        [{"field": "category", "value": str(value), "category_share": 0.0}]
+                    ),
+                ],
+                ignore_index=True,
+            )
+            is_row = (mix["field"] == "category") & (mix["value"] == str(value))
+        mix.loc[is_row, "reference_share"] = ref_share
+        # gated only where the batch is big enough to expect 5 of them: absence is then news
+        if ref_share * batch_size >= 5:
+            mix.loc[is_row, "reference_category_share"] = mix.loc[is_row, "category_share"]
+    mix["js_divergence"] = js_divergence(categories, reference)
+    return mix
+
+
+def segment_frame(frame: pd.DataFrame, config: QualitySettings) -> pd.DataFrame:
+    """Each customer segment vs the rest of the batch: reply length ratio, resolution-rate and
+    CSAT gaps. Gaps need enough labelled conversations on both sides, else they stay empty."""
+    columns = ["segment", "conversations", "reply_length_ratio", "resolution_gap", "csat_gap"]
+    exploded = frame[["segments"]].explode("segments").dropna()
+    minimum = config.segment_min_conversations
+    rows = []
+    for segment, members in exploded.groupby("segments").groups.items():
+        inside = frame.index.isin(members)
+        if inside.sum() < minimum or (~inside).sum() < minimum:
+            continue
+        mean_in = frame.loc[inside, "agent_chars"].mean()
+        mean_out = frame.loc[~inside, "agent_chars"].mean()
+        rows.append(
+            {
+                "segment": str(segment),
+                "conversations": int(inside.sum()),
+                "reply_length_ratio": mean_in / mean_out if mean_out else np.nan,
+                "resolution_gap": _gap(frame["resolved"], inside, minimum),
+                "csat_gap": _gap(frame["csat"], inside, minimum),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns).astype(
+        {c: "float64" for c in columns[2:]}, errors="ignore"
+    )
+
+
+def _gap(values: pd.Series, inside: np.ndarray, minimum: int) -> float:
+    a, b = values[inside].dropna(), values[~inside].dropna()
+    if len(a) < minimum or len(b) < minimum:
+        return np.nan
+    return abs(float(a.mean()) - float(b.mean()))
+
+
+def parameters(config: QualitySettings, now: datetime | None = None) -> dict[str, Any]:
+    """`$PARAMETER` values of the suites, all from `quality.*`."""
+    now = now or datetime.now(UTC)
+    return {
+        "min_records": config.min_records,
+        "max_records": config.max_records,
+        "min_unique_fraction": 1 - config.max_duplicate_fraction,
+        "languages": config.languages,
+        "min_language_share": config.min_language_share,
+        "known_channels": config.known_channels,
+        "max_customer_chars": config.max_customer_chars,
+        "max_agent_chars": config.max_agent_chars,
+        "latest_timestamp": now.timestamp() + config.max_clock_skew_s,
+        "max_offensive_agent_share": config.max_offensive_agent_share,
+        "max_offensive_customer_share": config.max_offensive_customer_share,
+        "max_intent_share": config.max_intent_share,
+        "max_category_share": config.max_category_share,
+        "min_reference_share": config.min_reference_share,
+        "max_js_divergence": config.max_js_divergence,
+        "min_reply_length_ratio": config.min_reply_length_ratio,
+        "max_reply_length_ratio": 1 / config.min_reply_length_ratio,
+        "max_resolution_gap": config.max_resolution_gap,
+        "max_csat_gap": config.max_csat_gap,
+    }
+
+
+# ---------------------------------------------------------------- running the suites
+
+
+def load_suite(name: str) -> dict[str, Any]:
+    path = EXPECTATIONS_DIR / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"`quality.suites` names {name!r} but {path} does not exist; "
+            f"choose from {sorted(p.stem for p in EXPECTATIONS_DIR.glob('*.json'))}"
+        )
+    return json.loads(path.read_text())
 
 
 def _observed(result: dict[str, Any]) -> str:
     if "observed_value" in result:
-        return str(result["observed_value"])
+        value = result["observed_value"]
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
     if "unexpected_count" in result:
         return f"{result['unexpected_count']} of {result.get('element_count', '?')} unexpected"
     return ""
 
 
-def run_suite(frame: pd.DataFrame, suite_name: str, parameters: dict[str, Any], docs_dir: Path):
-    """Run the suite through a GX checkpoint that also renders Data Docs into docs_dir."""
+def _not_applicable(frame: pd.DataFrame, expectation: dict[str, Any]) -> str | None:
+    """Why an expectation cannot be evaluated on this frame, or None if it can."""
+    column = expectation["kwargs"].get("column")
+    if expectation["type"].startswith("expect_table"):
+        return None
+    if frame.empty:
+        return "not applicable: no rows"
+    if column and frame[column].isna().all() and "not_be_null" not in expectation["type"]:
+        return f"not applicable: `{column}` has no values in this batch"
+    return None
+
+
+def _check(expectation: dict[str, Any], **fields: Any) -> CheckResult:
+    meta = expectation.get("meta", {})
+    return CheckResult(
+        name=meta.get("check", expectation["type"]),
+        expectation=expectation["type"],
+        column=expectation["kwargs"].get("column"),
+        severity=meta.get("severity", "block"),
+        description=meta.get("description", ""),
+        **fields,
+    )
+
+
+def run_suite(
+    context: Any, suite_name: str, frame: pd.DataFrame, params: dict[str, Any]
+) -> list[CheckResult]:
+    """Run one suite through a GX checkpoint (which also renders its Data Docs page)."""
     import great_expectations as gx
 
-    suite_path = EXPECTATIONS_DIR / f"{suite_name}.json"
-    if not suite_path.is_file():
-        raise FileNotFoundError(
-            f"`quality.suite` is {suite_name!r} but {suite_path} does not exist; "
-            f"choose one of {sorted(p.stem for p in EXPECTATIONS_DIR.glob('*.json'))}"
-        )
-    context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
+    definition = load_suite(suite_name)
+    checks, runnable = [], []
+    for expectation in definition["expectations"]:
+        why_not = _not_applicable(frame, expectation)
+        if why_not:
+            checks.append(_check(expectation, success=True, result="skipped", observed=why_not))
+        else:
+            runnable.append(expectation)
+    if not runnable:
+        return checks
     batch = (
-        context.data_sources.add_pandas("support_logs")
-        .add_dataframe_asset("batch")
+        context.data_sources.add_pandas(f"{suite_name}_source")
+        .add_dataframe_asset(f"{suite_name}_frame")
         .add_batch_definition_whole_dataframe("whole_batch")
     )
-    suite = context.suites.add(gx.ExpectationSuite(**json.loads(suite_path.read_text())))
+    suite = context.suites.add(gx.ExpectationSuite(**{**definition, "expectations": runnable}))
     validation = context.validation_definitions.add(
         gx.ValidationDefinition(name=suite_name, data=batch, suite=suite)
     )
@@ -108,75 +338,186 @@ def run_suite(frame: pd.DataFrame, suite_name: str, parameters: dict[str, Any], 
             result_format=RESULT_FORMAT,
         )
     )
-    result = checkpoint.run(
-        batch_parameters={"dataframe": frame}, expectation_parameters=parameters
-    )
+    result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=params)
     (validation_result,) = result.run_results.values()
-    checks = [
-        CheckResult(
-            name=r.expectation_config.type,
-            column=r.expectation_config.kwargs.get("column"),
-            success=r.success,
-            severity=str(r.expectation_config.severity.value),
-            observed=_observed(r.result),
+    by_type_and_column = {(e["type"], json.dumps(e["kwargs"], sort_keys=True)): e for e in runnable}
+    for r in validation_result.results:
+        config = r.expectation_config
+        raw_kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+        expectation = by_type_and_column.get(
+            (config.type, json.dumps(raw_kwargs, sort_keys=True, default=str)),
+            {"type": config.type, "kwargs": raw_kwargs, "meta": config.meta or {}},
         )
-        for r in validation_result.results
-    ]
-    return checks, docs_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
+        failed_to_run = (
+            bool(r.exception_info.get("raised_exception")) if r.exception_info else False
+        )
+        observed = "could not be evaluated" if failed_to_run else _observed(r.result)
+        if not r.success and not failed_to_run:
+            observed += _offenders(frame, expectation["kwargs"], params)
+        checks.append(
+            _check(
+                {**expectation, "meta": config.meta or expectation.get("meta", {})},
+                success=bool(r.success),
+                result="pass" if r.success else "fail",
+                observed=observed,
+                unexpected=r.result.get("unexpected_count"),
+            )
+        )
+    return checks
+
+
+def _offenders(frame: pd.DataFrame, kwargs: dict[str, Any], params: dict[str, Any]) -> str:
+    """On the small label frames (mix, segments), name the rows out of bounds: labels and
+    numbers only, never record text."""
+    label = next((c for c in ("value", "segment") if c in frame.columns), None)
+    column = kwargs.get("column")
+    if label is None or column not in frame.columns:
+        return ""
+
+    def bound(name: str) -> float | None:
+        value = kwargs.get(name)
+        return params.get(value["$PARAMETER"]) if isinstance(value, dict) else value
+
+    low, high = bound("min_value"), bound("max_value")
+    values = frame[column]
+    outside = values.notna() & (
+        (values < low if low is not None else False)
+        | (values > high if high is not None else False)
+    )
+    named = [f"{frame.at[i, label]}={values[i]:.3g}" for i in frame.index[outside][:5]]
+    return f": {', '.join(named)}" if named else ""
+
+
+def quarantine_check(accepted: int, quarantined: int, limit: float) -> CheckResult:
+    total = accepted + quarantined
+    fraction = quarantined / total if total else 0.0
+    return CheckResult(
+        name="ingest.quarantine_fraction",
+        column=None,
+        success=fraction <= limit,
+        result="pass" if fraction <= limit else "fail",
+        severity="block",
+        observed=f"{fraction:.3f} ({quarantined} of {total} records)",
+        unexpected=quarantined,
+        description=f"at most a {limit} share of the batch's records may break the contract",
+    )
+
+
+def verdict(checks: list[CheckResult]) -> Verdict:
+    failed = {c.name for c in checks if c.result == "fail" and c.severity == "block"}
+    if failed - {MIN_RECORDS_CHECK}:
+        return "rejected"
+    return "pending" if failed else "passed"
+
+
+def evaluate(
+    records: list[dict[str, Any]],
+    config: QualitySettings,
+    quarantined: int,
+    reference: pd.Series | None,
+    docs_dir: Path,
+    allow_list: Iterable[str] = (),
+) -> QualityReport:
+    """Every suite on one batch; Data Docs are rendered under docs_dir."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    frame = conversation_frame(records, config, allow_list)
+    frames = {
+        "conversations": frame,
+        "mix": mix_frame(frame, reference),
+        "segments": segment_frame(frame, config),
+    }
+    params = parameters(config)
+    context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    checks: list[CheckResult] = []
+    for name in config.suites:
+        checks += run_suite(context, name, frames[SUITE_FRAMES.get(name, "conversations")], params)
+    checks.append(quarantine_check(len(records), quarantined, config.max_quarantine_fraction))
+    outcome = verdict(checks)
+    failed = [c for c in checks if c.result == "fail" and c.severity == "block"]
+    return QualityReport(
+        passed=outcome == "passed",
+        verdict=outcome,
+        checks=checks,
+        failed_critical=[c.name for c in failed],
+        failed_counts={c.name: c.unexpected for c in failed},
+        warnings=[c.reason() for c in checks if c.result == "fail" and c.severity == "warn"],
+        bias=bias_tables(frames["mix"], frames["segments"]),
+    )
+
+
+def bias_tables(mix: pd.DataFrame, segments: pd.DataFrame) -> dict[str, Any]:
+    """Small JSON-able tables for the bias report (values are labels and shares only)."""
+
+    def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+        clean = frame.astype(object).where(frame.notna(), None)
+        return [
+            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+            for row in clean.to_dict("records")
+        ]
+
+    return {"mix": records(mix), "segments": records(segments)}
+
+
+def reference_mix(rows: Iterable[dict[str, Any]]) -> pd.Series | None:
+    """Category mix of support-log records or of chat examples with metadata (the golden set)."""
+    categories = [r.get("category") or (r.get("metadata") or {}).get("category") for r in rows]
+    series = share_of(pd.Series([c for c in categories if c], dtype="object"))
+    return series if not series.empty else None
+
+
+def golden_reference(settings: Settings, client: Any) -> pd.Series | None:
+    """The frozen golden set's category mix, or None before the first golden set exists."""
+    key = f"{settings.s3.golden_prefix}golden.jsonl"
+    if not any(o["Key"] == key for o in list_objects(client, settings.s3.bucket, key)):
+        return None
+    return reference_mix(get_jsonl(client, settings.s3.bucket, key))
 
 
 @task
 def validate_batch(
-    settings: Settings, staging_key: str, run_id: str, quarantined: int
+    settings: Settings,
+    staging_key: str,
+    run_id: str,
+    quarantined: int,
+    pii_redactions: dict[str, int] | None = None,
 ) -> QualityReport:
-    """Redact PII, run the suite, write the redacted batch and the report. Never raises on a
-    failed gate: the flow decides what a failure means."""
+    """Run every suite on the redacted staging batch; write the report and Data Docs under
+    `reports/<run-id>/`. Never raises on a failed gate: the flow decides what it means."""
     s3 = settings.s3
     client = s3_client(s3)
-    redactions: Counter[str] = Counter()
-    records = [redact_record(r, redactions) for r in get_jsonl(client, s3.bucket, staging_key)]
-    redacted_key = f"{s3.staging_prefix}{run_id}/redacted.jsonl"
-    put_jsonl(client, s3.bucket, redacted_key, records)
-
-    parameters = {"min_records": settings.quality.min_records}
+    records = get_jsonl(client, s3.bucket, staging_key)
+    docs_prefix = f"{s3.reports_prefix}{run_id}/data-docs/"
     with tempfile.TemporaryDirectory() as tmp:
-        checks, docs_dir = run_suite(
-            to_frame(records), settings.quality.suite, parameters, Path(tmp)
+        report = evaluate(
+            records,
+            settings.quality,
+            quarantined,
+            golden_reference(settings, client),
+            Path(tmp),
+            settings.pii.allow_list,
         )
-        docs_prefix = f"{s3.reports_prefix}{run_id}/data-docs/"
-        upload_dir(client, docs_dir, s3.bucket, docs_prefix)
-
-    total = len(records) + quarantined
-    quarantine_fraction = quarantined / total if total else 0.0
-    limit = settings.quality.max_quarantine_fraction
-    checks.append(
-        CheckResult(
-            name="quarantine_fraction_at_most",
-            column=None,
-            success=quarantine_fraction <= limit,
-            severity="critical",
-            observed=f"{quarantine_fraction:.3f} (limit {limit})",
+        upload_dir(
+            client,
+            Path(tmp) / "gx" / "uncommitted" / "data_docs" / "local_site",
+            s3.bucket,
+            docs_prefix,
         )
+    report = report.model_copy(
+        update={
+            "pii_redactions": pii_redactions or {},
+            "redacted_key": staging_key,
+            "report_key": f"{s3.reports_prefix}{run_id}/quality.json",
+            "data_docs_prefix": docs_prefix,
+        }
     )
-    failed = [
-        f"{c.name}({c.column})" if c.column else c.name
-        for c in checks
-        if not c.success and c.severity == "critical"
-    ]
-    if failed:  # the whole batch is held back: keep it where rejected records live
+    if report.verdict == "rejected":  # held back as the redacted staging copy
         client.copy_object(
             Bucket=s3.bucket,
             Key=f"{s3.quarantine_prefix}{run_id}/gate-rejected.jsonl",
             CopySource={"Bucket": s3.bucket, "Key": staging_key},
         )
-    report = QualityReport(
-        passed=not failed,
-        checks=checks,
-        failed_critical=failed,
-        pii_redactions=dict(redactions),
-        redacted_key=redacted_key,
-        report_key=f"{s3.reports_prefix}{run_id}/quality.json",
-        data_docs_prefix=docs_prefix,
-    )
     put_json(client, s3.bucket, report.report_key, report.model_dump())
     return report

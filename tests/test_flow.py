@@ -119,7 +119,7 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
 
     # Second run with NEW logs: the champion is downloaded from S3 and scored on the same
     # golden examples as the new challenger.
-    seed(settings, limit=200, end=date(2026, 11, 24), shuffle=8)
+    seed(settings, limit=200, end=date(2026, 11, 23), days=2, shuffle=8)  # not in the future
     second = retrain(settings=settings)
 
     assert second.decision in ("promoted", "not_promoted"), second.reasons
@@ -171,20 +171,21 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
 
 def test_a_batch_that_fails_the_gate_stops_before_training(flow_settings):
     settings = flow_settings.model_copy(
-        update={"quality": flow_settings.quality.model_copy(update={"min_records": 500})}
+        update={"quality": flow_settings.quality.model_copy(update={"max_intent_share": 0.01})}
     )
     seed(settings, limit=60, end=date(2026, 11, 21))
 
     summary = retrain(settings=settings)
 
     assert summary.decision == "data_rejected"
-    assert "expect_table_row_count_to_be_between" in summary.reasons[0]
+    assert "representation.max_intent_share" in summary.reasons[0]
     assert summary.records_quarantined == summary.records_read == 60
     assert summary.train_steps is None
     assert objects(settings, settings.s3.models_prefix) == []
     assert objects(settings, settings.s3.datasets_prefix) == []
     rejected = emitted_events("retrain.data.rejected", f"retrain.model.{settings.model_name}")
-    assert any(e.payload["run_id"] == summary.run_id for e in rejected)
+    (event,) = [e for e in rejected if e.payload["run_id"] == summary.run_id]
+    assert "representation.max_intent_share" in event.payload["failed"]  # names and counts only
     assert objects(settings, f"{settings.s3.reports_prefix}{summary.run_id}/quality.json")
     held_back = f"{settings.s3.quarantine_prefix}{summary.run_id}/gate-rejected.jsonl"
     rows = get_jsonl(s3_client(settings.s3), settings.s3.bucket, held_back)

@@ -1,0 +1,89 @@
+"""The second line of defence: find personal data that redaction let through.
+
+Deliberately independent of the redactor (Presidio + spaCy in tasks/pii.py): plain patterns with
+their own checksums (Luhn for cards, ISO 7064 mod-97 for IBANs), run vectorised over a whole
+column. A leak found here means the redactor missed something, and the PII suite blocks.
+Only counts leave this module, never the matched text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+import pandas as pd
+
+EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+CARD = r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)"
+PHONE = (
+    r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,4}"
+    r"(?!\w|\.\d)"
+)
+IBAN = r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b"
+SSN = r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+CARD_ISSUER = re.compile(r"(?:4|5[1-5]|2[2-7]|3[0478]|35|6)")
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
+
+
+def luhn_valid(number: str) -> bool:
+    checksum = 0
+    for position, digit in enumerate(int(d) for d in reversed(number)):
+        if position % 2 == 1:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        checksum += digit
+    return checksum % 10 == 0
+
+
+def _is_card(match: str) -> bool:
+    digits = _digits(match)
+    return bool(CARD_ISSUER.match(digits)) and luhn_valid(digits)
+
+
+def _is_phone(match: str) -> bool:
+    digits = len(_digits(match))
+    return 8 <= digits <= 15 and not ISO_DATE.fullmatch(match) and not _is_card(match)
+
+
+def _is_iban(match: str) -> bool:
+    compact = match.replace(" ", "")
+    rearranged = compact[4:] + compact[:4]
+    number = "".join(str(int(c, 36)) for c in rearranged)
+    return int(number) % 97 == 1
+
+
+# kind → (pattern, validator of one match or None)
+DETECTORS: dict[str, tuple[str, Callable[[str], bool] | None]] = {
+    "email": (EMAIL, None),
+    "card": (CARD, _is_card),
+    "iban": (IBAN, _is_iban),
+    "ssn": (SSN, None),
+    "phone": (PHONE, _is_phone),
+}
+
+
+def count_leaks(texts: pd.Series, allow_list: Iterable[str] = ()) -> pd.DataFrame:
+    """Per text, how many matches of each kind (`pii_email`, `pii_card`...), not counting the
+    organisation's own contact details (`pii.allow_list`).
+
+    The regex filter runs vectorised over the column; only the few candidate rows go through
+    the Python checksum.
+    """
+    texts = texts.fillna("").astype(str)
+    for allowed in allow_list:
+        texts = texts.str.replace(allowed, " ", regex=False)
+    counts = {}
+    for kind, (pattern, validate) in DETECTORS.items():
+        column = pd.Series(0, index=texts.index, dtype="int64")
+        candidates = texts[texts.str.contains(pattern, regex=True)]
+        if not candidates.empty:
+            compiled = re.compile(pattern)
+            column.loc[candidates.index] = [
+                sum(1 for m in compiled.findall(text) if validate is None or validate(m))
+                for text in candidates
+            ]
+        counts[f"pii_{kind}"] = column
+    return pd.DataFrame(counts, index=texts.index)
