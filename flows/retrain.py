@@ -27,6 +27,7 @@ from tasks.registry import (
     register_version,
 )
 from tasks.train_local import train_local
+from tasks.window import build_window
 
 
 def _resource(settings: Settings) -> dict[str, str]:
@@ -40,7 +41,7 @@ def retrain(settings: Settings | None = None) -> RunSummary:
     1 ingest    new objects only (watermark), quarantine bad records
     2 validate  PII redaction + Great Expectations gate; a failed gate stops before training
     3 prepare   chat-format dataset version, frozen golden set, splits
-    4 fine-tune LoRA with TRL/PEFT on the worker (CPU or GPU)
+    4 fine-tune LoRA with TRL/PEFT on the worker (CPU or GPU), new batch + replay window
     5 evaluate  challenger vs champion on the golden and recent held-out sets, per category
     6 promote   policy gate with guardrails, registry version, champion alias moved on a win
     """
@@ -83,13 +84,15 @@ def retrain(settings: Settings | None = None) -> RunSummary:
     summary = summary.with_dataset(dataset)
     report.dataset(dataset)
 
-    # 4 fine-tune
-    trained = train_local(settings, dataset, run_id)
+    # 4 fine-tune on the window (new batch + replay), from the base model or the champion
+    window = build_window(settings, dataset)
+    champion = current_champion(settings)
+    init_from = champion.model.adapter_dir if settings.training.init == "champion" else None
+    trained = train_local(settings, dataset, run_id, window, init_from)
     summary = summary.with_training(trained)
     report.training(trained)
 
     # 5 evaluate
-    champion = current_champion(settings)
     challenger = ModelRef(
         label="challenger", base_model_dir=trained.base_model_dir, adapter_dir=trained.adapter_dir
     )

@@ -22,7 +22,15 @@ from tasks.base_model import resolve_base_model
 from tasks.config import EvaluationSettings, Settings
 from tasks.dataset import DatasetRef
 from tasks.evaluate import GOLDEN, RECENT, Comparison, ModelRef
-from tasks.s3 import download_prefix, get_json, put_json, put_json_if, s3_client, upload_dir
+from tasks.s3 import (
+    download_prefix,
+    get_json,
+    put_bytes_if,
+    put_json,
+    put_json_if,
+    s3_client,
+    upload_dir,
+)
 from tasks.train_local import TrainResult
 
 CHAMPION = "champion"
@@ -98,18 +106,26 @@ def model_card(
         "version": version,
         "created_at": datetime.now(UTC).isoformat(),
         "base_model": trained.base_model,
-        "format": "peft-lora-safetensors",
+        "format": "peft-lora-safetensors" if trained.method == "lora" else "safetensors",
         "training": {
             **settings.training.model_dump(),
             "steps": trained.steps,
             "train_loss": trained.train_loss,
             "seconds": trained.seconds,
             "device": trained.device,
+            "examples_seen": trained.examples_seen,
+            "fraction_seen": trained.fraction_seen,
+            "best_val_loss": trained.best_val_loss,
+            "truncated_examples": trained.truncated_examples,
+            "stopped_by": trained.stopped_by,
+            "init": trained.init,
+            "trainer_args": trained.training_args,  # as JSON: no pickled training_args.bin
         },
         "lineage": {
             "run_id": run_id,
             "dataset_version": dataset.version,
             "dataset_prefix": dataset.prefix,
+            "dataset_versions_trained": trained.dataset_versions,
         },
         "evaluation": {name: pair.model_dump() for name, pair in comparisons.items()},
         "decision": decision.model_dump(),
@@ -157,6 +173,9 @@ def register_version(
     prefix = f"{model_prefix(settings)}versions/{version}/"
     upload_dir(client, Path(adapter_dir), s3.bucket, prefix + "adapter/")
     put_json_if(client, s3.bucket, prefix + "card.json", card, expected_etag=None)
+    readme = Path(adapter_dir) / "README.md"  # the Hugging Face model card, beside card.json
+    if readme.is_file():
+        put_bytes_if(client, s3.bucket, prefix + "README.md", readme.read_bytes(), None)
     return f"s3://{s3.bucket}/{prefix}"
 
 
