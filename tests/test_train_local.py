@@ -179,3 +179,22 @@ def test_continuing_the_champion_starts_from_its_adapter(settings, tiny_model_di
     assert lora_b and all(old[k].abs().sum() > 0 for k in lora_b)  # the champion was trained
     assert all(torch.allclose(old[k], new[k], atol=1e-6) for k in old)
     assert continued.init == "champion" and math.isfinite(continued.train_loss)
+
+
+def test_full_fine_tune_trains_every_block_and_logs_its_batching(settings, tiny_model_dir, caplog):
+    settings = _with_training(settings, base_model=str(tiny_model_dir), method="full", max_steps=1)
+    dataset = _small_dataset(settings)
+
+    with caplog.at_level("INFO", logger="tasks.train_local"):
+        result = train_local.fn(settings, dataset, "pytest-full")
+
+    before = load_file(tiny_model_dir / "model.safetensors")
+    after = load_file(Path(result.adapter_dir) / "model.safetensors")
+    layer = "model.layers.{}.mlp.down_proj.weight"
+    assert not torch.equal(before[layer.format(0)], after[layer.format(0)])
+    assert not torch.equal(before[layer.format(1)], after[layer.format(1)])
+    assert result.method == "full" and "adapter_config.json" not in _files(result.adapter_dir)
+    assert not {Path(f).suffix for f in _files(result.adapter_dir)} & PICKLE_SUFFIXES
+    # the automatic batching choice and its reason reach the run log
+    assert f"batching: {result.batching} ({result.batching_reason})" in caplog.text
+    assert result.batching == "padded, grouped by length" and "CPU" in result.batching_reason
