@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -77,10 +78,13 @@ def load_model(ref: ModelRef):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(ref.adapter_dir or ref.base_model_dir)
+    # `training.method = full | freeze` saves whole weights where a LoRA run saves an adapter
+    lora = ref.adapter_dir is not None and (Path(ref.adapter_dir) / "adapter_config.json").exists()
+    weights_dir = ref.base_model_dir if lora or not ref.adapter_dir else ref.adapter_dir
     model = AutoModelForCausalLM.from_pretrained(
-        ref.base_model_dir, dtype=torch.float32, use_safetensors=True
+        weights_dir, dtype=torch.float32, use_safetensors=True
     )
-    if ref.adapter_dir:
+    if lora:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, ref.adapter_dir).merge_and_unload()

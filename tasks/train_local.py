@@ -284,6 +284,13 @@ def prepare_model(model: Any, training: TrainingSettings, init_adapter_dir: str 
         if init_adapter_dir:
             from peft import PeftModel
 
+            if not (Path(init_adapter_dir) / "adapter_config.json").exists():
+                raise ValueError(
+                    f"`training.init = champion` continues a LoRA adapter, but the champion in "
+                    f"{init_adapter_dir} holds whole weights (trained with method full/freeze): "
+                    "set `init = base` for this run"
+                )
+
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", PEFT_CHECKPOINTING_WARNING, FutureWarning)
                 adapter = PeftModel.from_pretrained(model, init_adapter_dir, is_trainable=True)

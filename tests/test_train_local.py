@@ -198,3 +198,14 @@ def test_full_fine_tune_trains_every_block_and_logs_its_batching(settings, tiny_
     # the automatic batching choice and its reason reach the run log
     assert f"batching: {result.batching} ({result.batching_reason})" in caplog.text
     assert result.batching == "padded, grouped by length" and "CPU" in result.batching_reason
+    # evaluation loads the whole weights it saved, not an adapter
+    from tasks.evaluate import ModelRef, load_model
+
+    challenger = ModelRef(
+        label="c", base_model_dir=str(tiny_model_dir), adapter_dir=result.adapter_dir
+    )
+    loaded, _ = load_model(challenger)
+    assert torch.equal(loaded.state_dict()[layer.format(0)], after[layer.format(0)])
+    # and a LoRA run cannot continue it
+    with pytest.raises(ValueError, match="init = base"):
+        prepare_model(loaded, TrainingSettings(init="champion"), result.adapter_dir)
