@@ -14,6 +14,7 @@ from tasks.dataset import DatasetRef
 from tasks.ingest import IngestResult
 from tasks.quality import QualityReport
 from tasks.train_local import TrainResult
+from tasks.trainer_report import loss_chart_markdown, summary_rows
 
 
 def ingest(result: IngestResult, objects: int) -> None:
@@ -61,13 +62,17 @@ def dataset(ref: DatasetRef) -> None:
 
 
 def training(result: TrainResult) -> None:
-    curve = ", ".join(f"{loss:.3f}" for loss in result.loss_curve)
-    markdown = (
-        f"**{result.steps} steps** on {result.device} in {result.seconds:.0f} s, "
-        f"{result.train_examples} training examples, base `{result.base_model}`\n\n"
-        f"Mean train loss {result.train_loss:.4f}\n\nLoss per step: {curve}"
+    create_table_artifact(
+        summary_rows(result),
+        key="retrain-training",
+        description=f"4 fine-tune: {result.steps} steps, {result.fraction_seen:.1%} of the window",
     )
-    create_markdown_artifact(markdown, key="retrain-training", description="4 fine-tune")
+    create_markdown_artifact(
+        f"**Loss curve** ({result.steps} steps on {result.device})\n\n"
+        + loss_chart_markdown(result),
+        key="retrain-training-curve",
+        description="4 fine-tune: train and validation loss",
+    )
 
 
 def render(summary: RunSummary) -> str:
@@ -88,7 +93,10 @@ def render(summary: RunSummary) -> str:
     if summary.train_steps is not None:
         lines.append(
             f"- training: {summary.train_steps} steps, mean loss {summary.train_loss:.4f}, "
-            f"{summary.train_seconds:.0f} s"
+            f"{summary.train_seconds:.0f} s; saw {summary.train_examples_seen} of "
+            f"{summary.train_window_examples} examples in the window "
+            f"({summary.train_fraction_seen:.1%}) from {len(summary.train_dataset_versions)} "
+            "dataset version(s)"
         )
     if summary.metrics:
         lines += [

@@ -29,6 +29,7 @@ from tasks.registry import (
     register_version,
 )
 from tasks.train_local import train_local
+from tasks.window import build_window
 
 
 def _resource(settings: Settings) -> dict[str, str]:
@@ -44,7 +45,7 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
     2 validate  Great Expectations suites; a `block` failure stops before training, too few
                 records leave the objects pending for the next run
     3 prepare   chat-format dataset version, frozen golden set, splits
-    4 fine-tune LoRA with TRL/PEFT on the worker (CPU or GPU)
+    4 fine-tune LoRA with TRL/PEFT on the worker (CPU or GPU), new batch + replay window
     5 evaluate  challenger vs champion (or base model) on the golden and recent held-out sets:
                 loss, generated replies (ROUGE-L, similarity, safety), per category/intent/segment
     6 promote   paired-bootstrap gate (tasks/policy.py), registry version, alias moved on a win
@@ -99,13 +100,15 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
     summary = summary.with_dataset(dataset)
     report.dataset(dataset)
 
-    # 4 fine-tune
-    trained = train_local(settings, dataset, run_id)
+    # 4 fine-tune on the window (new batch + replay), from the base model or the champion
+    window = build_window(settings, dataset)
+    champion = current_champion(settings)
+    init_from = champion.model.adapter_dir if settings.training.init == "champion" else None
+    trained = train_local(settings, dataset, run_id, window, init_from)
     summary = summary.with_training(trained)
     report.training(trained)
 
     # 5 evaluate
-    champion = current_champion(settings)
     challenger = ModelRef(
         label="challenger",
         base_model_dir=trained.base_model_dir,

@@ -41,6 +41,10 @@ class RunSummary(BaseModel):
     train_steps: int | None = None
     train_loss: float | None = None
     train_seconds: float | None = None
+    train_examples_seen: int | None = None
+    train_window_examples: int | None = None
+    train_fraction_seen: float | None = None
+    train_dataset_versions: list[str] = Field(default_factory=list)
     metrics: dict[str, dict[str, SliceMetrics]] = Field(
         default_factory=dict, description="eval set → incumbent / challenger → overall metrics"
     )
@@ -99,6 +103,10 @@ class RunSummary(BaseModel):
                 "train_steps": trained.steps,
                 "train_loss": trained.train_loss,
                 "train_seconds": trained.seconds,
+                "train_examples_seen": trained.examples_seen,
+                "train_window_examples": trained.train_examples,
+                "train_fraction_seen": trained.fraction_seen,
+                "train_dataset_versions": trained.dataset_versions,
             }
         )
 

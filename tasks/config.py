@@ -196,8 +196,25 @@ class DatasetSettings(BaseModel):
     validation_fraction: float = Field(0.05, gt=0, lt=0.5, description="Validation share.")
 
 
+class WindowSettings(BaseModel):
+    """What each run trains on: its new batch plus a replay of earlier curated versions."""
+
+    replay_days: float | None = Field(
+        7,
+        ge=0,
+        description="Replay dataset versions created in the last N days (None: no age limit; "
+        "0: the new batch only).",
+    )
+    replay_max_examples: int | None = Field(
+        4000,
+        ge=0,
+        description="Cap on replayed examples, newest versions first (None: no cap).",
+    )
+
+
 class TrainingSettings(BaseModel):
-    """The fine-tuning step. Only LoRA knobs and budget live here; the rest are TRL defaults."""
+    """The fine-tuning step: method, budget, validation and the LoRA knobs; the rest are TRL's
+    defaults (see `tasks/train_local.py` for the few it changes and why)."""
 
     backend: Literal["local"] = Field(
         "local", description="Where fine-tuning runs: `local` = TRL/PEFT on this worker."
@@ -207,14 +224,63 @@ class TrainingSettings(BaseModel):
         description="`smollm2-135m-instruct` (the packaged SmolLM2) or a directory of a "
         "transformers model saved as safetensors.",
     )
-    max_steps: int = Field(24, ge=1, description="Optimizer steps per run.")
+    method: Literal["lora", "full", "freeze"] = Field(
+        "lora",
+        description="`lora`: a LoRA adapter; `full`: every weight; `freeze`: only the top "
+        "`freeze_top_n` blocks, the final norm and the LM head.",
+    )
+    freeze_top_n: int = Field(2, ge=1, description="Blocks trained by `method = freeze`.")
+    init: Literal["base", "champion"] = Field(
+        "base",
+        description="`base`: a fresh adapter on the base model; `champion`: continue training "
+        "the champion's LoRA adapter (falls back to `base` while there is no champion).",
+    )
+    window: WindowSettings = Field(default_factory=WindowSettings)
+    epochs: float | None = Field(
+        1.0, gt=0, description="Passes over the training window; steps are derived from it."
+    )
+    max_steps: int | None = Field(
+        24,
+        ge=1,
+        description="Upper bound on optimizer steps (a short CPU budget); None: epochs decide.",
+    )
+    max_minutes: float | None = Field(
+        None, gt=0, description="Wall-clock budget; training stops at the first step past it."
+    )
     batch_size: int = Field(8, ge=1, description="Examples per device step.")
-    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate of the LoRA adapter.")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
     max_length: int = Field(160, ge=16, description="Tokens per example after truncation.")
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator.")
     lora_target_modules: str = Field("all-linear", description="PEFT target_modules.")
+    merge_adapter: bool = Field(
+        False, description="Also save the base model with the adapter merged in (safetensors)."
+    )
+    eval_steps: int = Field(8, ge=1, description="Validation loss every N optimizer steps.")
+    max_eval_examples: int = Field(
+        64, ge=1, description="Validation examples scored at each evaluation (cost on CPU)."
+    )
+    early_stopping_patience: int | None = Field(
+        3,
+        ge=1,
+        description="Stop after this many evaluations without a lower validation loss; the "
+        "best adapter is kept. None: never stop early.",
+    )
+    batching: Literal["auto", "padded", "padding_free"] = Field(
+        "auto",
+        description="`auto`: padding-free where the attention kernel handles variable lengths "
+        "(flash-attention on CUDA), else padded batches grouped by length.",
+    )
     seed: int = Field(42, description="Seed for data order and adapter init.")
+
+    @model_validator(mode="after")
+    def _champion_needs_lora(self) -> TrainingSettings:
+        if self.init == "champion" and self.method != "lora":
+            raise ValueError(
+                f"`training.init = champion` continues a LoRA adapter, but `training.method` is "
+                f"{self.method!r}: set `method = lora` or `init = base`"
+            )
+        return self
 
 
 class EvaluationSettings(BaseModel):

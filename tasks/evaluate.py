@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Literal
 
 from prefect import task
@@ -116,10 +117,13 @@ def load_model(ref: ModelRef) -> LocalModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(ref.adapter_dir or ref.base_model_dir)
+    # `training.method = full | freeze` saves whole weights where a LoRA run saves an adapter
+    lora = ref.adapter_dir is not None and (Path(ref.adapter_dir) / "adapter_config.json").exists()
+    weights_dir = ref.base_model_dir if lora or not ref.adapter_dir else ref.adapter_dir
     model = AutoModelForCausalLM.from_pretrained(
-        ref.base_model_dir, dtype=torch.float32, use_safetensors=True
+        weights_dir, dtype=torch.float32, use_safetensors=True
     )
-    if ref.adapter_dir:
+    if lora:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, ref.adapter_dir).merge_and_unload()

@@ -38,6 +38,7 @@ from tasks.s3 import (
     download_prefix,
     get_json,
     list_objects,
+    put_bytes_if,
     put_json_if,
     s3_client,
     upload_dir,
@@ -139,18 +140,26 @@ def model_card(
         "created_at": datetime.now(UTC).isoformat(),
         "status": "candidate",
         "base_model": trained.base_model,
-        "format": "peft-lora-safetensors",
+        "format": "peft-lora-safetensors" if trained.method == "lora" else "safetensors",
         "training": {
             **settings.training.model_dump(),
             "steps": trained.steps,
             "train_loss": trained.train_loss,
             "seconds": trained.seconds,
             "device": trained.device,
+            "examples_seen": trained.examples_seen,
+            "fraction_seen": trained.fraction_seen,
+            "best_val_loss": trained.best_val_loss,
+            "truncated_examples": trained.truncated_examples,
+            "stopped_by": trained.stopped_by,
+            "init": trained.init,
+            "trainer_args": trained.training_args,  # as JSON: no pickled training_args.bin
         },
         "lineage": {
             "run_id": run_id,
             "dataset_version": dataset.version,
             "dataset_prefix": dataset.prefix,
+            "dataset_versions_trained": trained.dataset_versions,
         },
         "evaluation": {
             name: {
@@ -216,6 +225,9 @@ def register_version(
     prefix = _version_prefix(settings, version)
     put_json_if(client, settings.s3.bucket, prefix + "card.json", card, expected_etag=None)
     upload_dir(client, Path(adapter_dir), settings.s3.bucket, prefix + "adapter/")
+    readme = Path(adapter_dir) / "README.md"  # the Hugging Face model card, beside card.json
+    if readme.is_file():
+        put_bytes_if(client, settings.s3.bucket, prefix + "README.md", readme.read_bytes(), None)
     return f"s3://{settings.s3.bucket}/{prefix}"
 
 

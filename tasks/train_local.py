@@ -1,46 +1,171 @@
-"""Local fine-tuning backend: LoRA on the base model with TRL's SFTTrainer, GPU or CPU.
+"""Local fine-tuning backend: TRL's SFTTrainer + PEFT on this worker, GPU or CPU.
 
 Each chat example becomes a prompt/completion pair (everything up to the last agent turn →
-that turn), so the loss is computed on assistant tokens only. TRL and PEFT keep their defaults
-except where this file says why.
+that turn), so the loss is computed on assistant tokens only. The entry point is a plain
+function of (settings, dataset references) → a saved adapter, so another backend can replace it.
+
+Reads top to bottom: setup (device, precision, batching) → data (window, truncation report,
+budget) → model (safetensors only, LoRA / full / freeze) → trainer (validation, early stopping,
+progress) → save (safetensors, tokenizer, model card; no pickles).
 
     RETRAIN_TRAINING__MAX_STEPS=5 retrain run     # a short run against the configured bucket
+    python bench/train_throughput.py              # tokens/s against TRL's defaults
 """
 
 from __future__ import annotations
 
-import logging
+import importlib.util
+import json
 import math
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.exceptions import MissingContextError
-from pydantic import BaseModel
+from prefect import task
+from pydantic import BaseModel, Field
 
 from tasks.base_model import resolve_base_model
 from tasks.config import Settings, TrainingSettings
 from tasks.dataset import DatasetRef
-from tasks.s3 import get_jsonl, s3_client
+from tasks.trainer_report import (
+    TrainLog,
+    hf_model_card,
+    progress_callback,
+    run_logger,
+)
+from tasks.window import TrainingWindow, load_window_examples, single_version_window
+
+IGNORE = -100
+# PEFT 0.21 reads transformers' deprecated `is_gradient_checkpointing` when it wraps a model; no
+# argument avoids it, so exactly that warning is silenced where PEFT wraps, and nothing else.
+PEFT_CHECKPOINTING_WARNING = r"`is_gradient_checkpointing` is deprecated"
 
 
 class TrainResult(BaseModel):
-    adapter_dir: str
+    adapter_dir: str = Field(description="What the registry uploads: adapter or full weights.")
     base_model: str
     base_model_dir: str
+    method: str = "lora"
+    merged_dir: str | None = None
     steps: int
-    train_examples: int
+    planned_steps: int = 0
+    train_examples: int = Field(description="Examples in the training window.")
+    examples_seen: int = 0
+    fraction_seen: float = Field(0.0, description="examples_seen / train_examples (epochs > 1)")
+    tokens_seen: int = Field(0, description="Non-padding tokens the trainer processed.")
+    tokens_per_second: float = 0.0
+    truncated_examples: int = 0
     train_loss: float
+    best_val_loss: float | None = None
+    val_curve: list[tuple[int, float]] = Field(default_factory=list)
     loss_curve: list[float]
+    stopped_by: str = "budget"
     seconds: float
     device: str
+    precision: str = "fp32"
+    batching: str = "padded, grouped by length"
+    batching_reason: str = ""
+    dataset_versions: list[str] = Field(default_factory=list)
+    init: str = "base"
+    training_args: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HardwarePlan:
+    """Device, precision and batching, decided once from what this machine supports."""
+
+    device: str
+    bf16: bool
+    gradient_checkpointing: bool
+    padding_free: bool
+    attn_implementation: str
+    reason: str
+
+    @property
+    def batching(self) -> str:
+        return "padding-free (packed)" if self.padding_free else "padded, grouped by length"
+
+
+def plan_hardware(
+    training: TrainingSettings,
+    cuda: bool,
+    bf16_supported: bool,
+    flash_attention: bool,
+) -> HardwarePlan:
+    """Pick precision and batching for the hardware (pure, so it is testable without a GPU)."""
+    varlen = cuda and flash_attention
+    if training.batching == "padding_free" and not varlen:
+        raise ValueError(
+            "`training.batching = padding_free` needs a variable-length attention kernel "
+            "(flash-attention on CUDA); without one a packed row attends over its whole length "
+            "and trains slower than padding. Use `batching = auto` or `padded`."
+        )
+    padding_free = training.batching == "padding_free" or (training.batching == "auto" and varlen)
+    if padding_free:
+        reason = "flash-attention handles variable lengths: rows are packed, no padding computed"
+    elif training.batching == "padded":
+        reason = "configured `batching = padded`"
+    elif cuda:
+        reason = "no flash-attention installed: SDPA cannot skip across packed sequences"
+    else:
+        reason = (
+            "CPU SDPA has no variable-length kernel: a packed row would attend over its whole "
+            "length, so padded batches of similar length waste less"
+        )
+    return HardwarePlan(
+        device="cuda" if cuda else "cpu",
+        # CPUs here have no native bf16: emulated bf16 trains many times slower (DESIGN.md).
+        bf16=cuda and bf16_supported,
+        # Checkpointing trades compute for memory; a 135M model fits without it, and on CPU it
+        # only makes each step slower.
+        gradient_checkpointing=cuda and training.method == "full",
+        padding_free=padding_free,
+        attn_implementation="flash_attention_2" if padding_free else "sdpa",
+        reason=reason,
+    )
+
+
+def detect_hardware(training: TrainingSettings) -> HardwarePlan:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return plan_hardware(
+        training,
+        cuda=cuda,
+        bf16_supported=cuda and torch.cuda.is_bf16_supported(),
+        flash_attention=importlib.util.find_spec("flash_attn") is not None,
+    )
+
+
+def plan_steps(training: TrainingSettings, examples: int) -> int:
+    """Optimizer steps from the user's budget: epochs over the window, capped by `max_steps`."""
+    per_epoch = math.ceil(examples / training.batch_size)
+    from_epochs = math.ceil(per_epoch * training.epochs) if training.epochs else None
+    candidates = [s for s in (from_epochs, training.max_steps) if s is not None]
+    return max(1, min(candidates)) if candidates else per_epoch
+
+
+def count_examples_seen(steps: int, batch_size: int, examples: int) -> int:
+    """Examples drawn in `steps` steps; an epoch's last batch may be short."""
+    per_epoch = math.ceil(examples / batch_size)
+    epochs, rest = divmod(steps, per_epoch)
+    return epochs * examples + min(rest * batch_size, examples)
 
 
 def to_prompt_completion(example: dict[str, Any]) -> dict[str, Any]:
     """Chat example → TRL's conversational prompt/completion form (loss on the completion)."""
     messages = example["messages"]
     return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+
+def count_truncated(tokenizer: Any, examples: list[dict[str, Any]], max_length: int) -> int:
+    """Examples longer than `max_length` tokens once the chat template is applied."""
+    lengths = tokenizer.apply_chat_template(
+        [e["messages"] for e in examples], tokenize=True, return_dict=False
+    )
+    return sum(len(ids) > max_length for ids in lengths)
 
 
 def lora_config(training: TrainingSettings):
@@ -55,111 +180,298 @@ def lora_config(training: TrainingSettings):
     )
 
 
-def sft_config(training: TrainingSettings, output_dir: Path, on_gpu: bool, bf16: bool):
-    """TRL's SFTConfig with this product's budget; everything else stays TRL's default."""
+def sft_config(
+    training: TrainingSettings,
+    output_dir: Path,
+    plan: HardwarePlan,
+    steps: int,
+    validate: bool,
+):
+    """TRL's SFTConfig with this product's budget and hardware plan; the rest is TRL's default."""
     from trl import SFTConfig
 
+    evaluation: dict[str, Any] = {"save_strategy": "no"}
+    if validate:
+        # Evaluate and save the adapter at the same interval, so the best one can be kept.
+        evaluation = {
+            "eval_strategy": "steps",
+            "eval_steps": training.eval_steps,
+            "save_strategy": "steps",
+            "save_steps": training.eval_steps,
+            "save_total_limit": 1,
+            "save_only_model": True,  # no optimizer/RNG pickles in the checkpoints
+            "load_best_model_at_end": True,
+            "metric_for_best_model": "eval_loss",
+            "greater_is_better": False,
+            "per_device_eval_batch_size": training.batch_size,
+        }
     return SFTConfig(
         output_dir=str(output_dir),
-        max_steps=training.max_steps,
+        max_steps=steps,
         per_device_train_batch_size=training.batch_size,
         learning_rate=training.learning_rate,
         max_length=training.max_length,
         seed=training.seed,
-        # CPUs here have no native bf16 and gradient checkpointing only trades speed for memory
-        # a 135M model does not need: both TRL defaults make CPU training many times slower.
-        bf16=bf16,
-        gradient_checkpointing=on_gpu,
+        bf16=plan.bf16,
+        # `activation_checkpointing` is the current name: TRL's SFTConfig still sets the
+        # deprecated `gradient_checkpointing=True`, which warns unless the new name is given.
+        activation_checkpointing=plan.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        # Pinned memory only helps host→GPU copies; on CPU it warns and does nothing.
+        dataloader_pin_memory=plan.device == "cuda",
+        packing=plan.padding_free,
+        padding_free=plan.padding_free,
+        # Batches of similar length: the padded batch's cost is its longest row.
+        train_sampling_strategy="random" if plan.padding_free else "group_by_length",
         logging_steps=1,
-        save_strategy="no",
         report_to="none",
         disable_tqdm=True,
+        **evaluation,
     )
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    """The Prefect run logger inside a run; a plain logger when called as `task.fn()`."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
+def completion_loss_trainer_class():
+    """SFTTrainer whose loss projects only the assistant positions through the LM head.
+
+    On CPU, TRL scores every position against the whole 49k vocabulary and computes entropy and
+    top-1 metrics there too; the prompt and padding positions carry no loss, so this skips them.
+    The loss is the same token-mean cross-entropy (tests check it against TRL's).
+    """
+    import torch
+    import torch.nn.functional as F
+    from trl import SFTTrainer
+
+    class CompletionLossTrainer(SFTTrainer):
+        tokens_seen = 0  # non-padding tokens of the training batches
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+            backbone = getattr(causal, causal.base_model_prefix)
+            labels = inputs["labels"][:, 1:]
+            features = {k: v for k, v in inputs.items() if k not in ("labels", "completion_mask")}
+            hidden = backbone(**features, use_cache=False).last_hidden_state[:, :-1]
+            mask = labels != IGNORE
+            logits = causal.get_output_embeddings()(hidden[mask]).float()
+            loss_sum = F.cross_entropy(logits, labels[mask], reduction="sum")
+            count = mask.sum() if num_items_in_batch is None else num_items_in_batch
+            loss = loss_sum / torch.as_tensor(count).clamp(min=1)
+            if model.training:
+                attention = inputs.get("attention_mask")
+                real = attention.sum() if attention is not None else inputs["input_ids"].numel()
+                self.tokens_seen += int(real)
+            return (loss, None) if return_outputs else loss
+
+    return CompletionLossTrainer
 
 
-def prefect_log_callback():
-    """A TrainerCallback that writes each logging step to the Prefect run log."""
-    from transformers import TrainerCallback
+def load_base(base_dir: Path, plan: HardwarePlan):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    class PrefectLog(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs) -> None:
-            step = {k: round(v, 4) if isinstance(v, float) else v for k, v in (logs or {}).items()}
-            _logger().info("step %s: %s", state.global_step, step)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    model = AutoModelForCausalLM.from_pretrained(
+        base_dir,
+        dtype=torch.bfloat16 if plan.bf16 else torch.float32,
+        use_safetensors=True,  # never pickled weights; never remote code
+        attn_implementation=plan.attn_implementation,
+    )
+    return model, tokenizer
 
-    return PrefectLog()
+
+def prepare_model(model: Any, training: TrainingSettings, init_adapter_dir: str | None):
+    """LoRA (fresh or the champion's), or the full / top-N-block model; returns (model, peft)."""
+    if training.method == "lora":
+        if init_adapter_dir:
+            from peft import PeftModel
+
+            if not (Path(init_adapter_dir) / "adapter_config.json").exists():
+                raise ValueError(
+                    f"`training.init = champion` continues a LoRA adapter, but the champion in "
+                    f"{init_adapter_dir} holds whole weights (trained with method full/freeze): "
+                    "set `init = base` for this run"
+                )
+
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", PEFT_CHECKPOINTING_WARNING, FutureWarning)
+                adapter = PeftModel.from_pretrained(model, init_adapter_dir, is_trainable=True)
+            return adapter, None
+        return model, lora_config(training)
+    if training.method == "freeze":
+        blocks = model.model.layers
+        model.requires_grad_(False)
+        for module in [*blocks[-training.freeze_top_n :], model.model.norm]:
+            module.requires_grad_(True)
+        # SmolLM2 ties the head to the input embeddings: training the head trains both.
+        model.get_output_embeddings().requires_grad_(True)
+    return model, None
 
 
-def load_chat_examples(settings: Settings, key: str) -> list[dict[str, Any]]:
-    client = s3_client(settings.s3)
-    return get_jsonl(client, settings.s3.bucket, key)
+def build_trainer(
+    training: TrainingSettings,
+    plan: HardwarePlan,
+    model: Any,
+    tokenizer: Any,
+    train_rows: list[dict[str, Any]],
+    eval_rows: list[dict[str, Any]],
+    output_dir: Path,
+    steps: int,
+    peft_config: Any = None,
+):
+    """Our trainer, as the flow and the throughput bench both build it."""
+    from datasets import Dataset
+    from transformers import PrinterCallback
+
+    train_set = Dataset.from_list([to_prompt_completion(e) for e in train_rows])
+    eval_set = None
+    if eval_rows:
+        eval_set = Dataset.from_list([to_prompt_completion(e) for e in eval_rows])
+    model.config.use_cache = False  # no KV cache while training
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", PEFT_CHECKPOINTING_WARNING, FutureWarning)
+        trainer = completion_loss_trainer_class()(
+            model=model,
+            args=sft_config(training, output_dir, plan, steps, validate=eval_set is not None),
+            train_dataset=train_set.shuffle(seed=training.seed),
+            eval_dataset=eval_set,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+    # Trainer prints its log dicts to stdout; the run log gets compact lines instead.
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def save_outputs(trainer: Any, tokenizer: Any, out_dir: Path, merge: bool) -> Path | None:
+    """Safetensors and tokenizer only: `trainer.save_model` would add a pickled
+    training_args.bin, so the model saves itself and the arguments go to the card as JSON."""
+    model = trainer.model
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    if merge and hasattr(model, "merge_and_unload"):
+        merged_dir = out_dir.parent / "merged"
+        model.merge_and_unload().save_pretrained(merged_dir, safe_serialization=True)
+        tokenizer.save_pretrained(merged_dir)
+        return merged_dir
+    return None
+
+
+def _stopped_by(trainer: Any, steps: int, budget_hit: bool) -> str:
+    if budget_hit:
+        return "max_minutes"
+    if trainer.state.global_step < steps:
+        return "early_stopping"
+    return "steps"
 
 
 @task
-def train_local(settings: Settings, dataset: DatasetRef, run_id: str) -> TrainResult:
-    """Fine-tune a LoRA adapter on the dataset's train split; save it under the cache dir.
+def train_local(
+    settings: Settings,
+    dataset: DatasetRef,
+    run_id: str,
+    window: TrainingWindow | None = None,
+    init_adapter_dir: str | None = None,
+) -> TrainResult:
+    """Fine-tune on the training window (default: the dataset's own train split); save the
+    adapter under the cache dir. `init_adapter_dir` continues that LoRA adapter
+    (`training.init = champion`).
 
     No retries: a failed fine-tune is investigated, not blindly repeated.
     """
     import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
-    from trl import SFTTrainer
+    from transformers import EarlyStoppingCallback, set_seed
 
     training = settings.training
     started = time.perf_counter()
+    log = run_logger()
+    set_seed(training.seed)
 
-    # setup: device and precision
-    on_gpu = torch.cuda.is_available()
-    bf16 = on_gpu and torch.cuda.is_bf16_supported()
+    # setup: device, precision, batching
+    plan = detect_hardware(training)
+    log.info("batching: %s (%s)", plan.batching, plan.reason)
     base_dir = resolve_base_model(training.base_model, settings.cache_dir)
-    output_dir = settings.cache_dir / "runs" / run_id / "challenger"
+    run_dir = settings.cache_dir / "runs" / run_id
+    output_dir = run_dir / "challenger"
 
-    # data
-    train_rows = [to_prompt_completion(e) for e in load_chat_examples(settings, dataset.train_key)]
+    # data: the window, its truncation report, the budget in steps
+    window = window or single_version_window(dataset)
+    train_rows, eval_rows = load_window_examples(settings, window)
     if not train_rows:
         raise ValueError(
             f"dataset {dataset.version} has no training examples; lower `quality.min_records` "
             "only if that is really intended, or wait for more logs"
         )
-    train_set = Dataset.from_list(train_rows).shuffle(seed=training.seed)
+    eval_rows = eval_rows[: training.max_eval_examples]
+    steps = plan_steps(training, len(train_rows))
 
-    # model: base weights from safetensors only, never remote code
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    model = AutoModelForCausalLM.from_pretrained(
-        base_dir, dtype=torch.bfloat16 if bf16 else torch.float32, use_safetensors=True
+    # model: base weights from safetensors only
+    model, tokenizer = load_base(base_dir, plan)
+    truncated = count_truncated(tokenizer, train_rows, training.max_length)
+    log.info(
+        "window: %d examples from %d dataset version(s), %d validation; %d steps of %d; "
+        "%d examples longer than max_length %d are truncated",
+        len(train_rows),
+        len(window.versions),
+        len(eval_rows),
+        steps,
+        training.batch_size,
+        truncated,
+        training.max_length,
     )
+    model, peft_config = prepare_model(model, training, init_adapter_dir)
 
-    trainer = SFTTrainer(
-        model=model,
-        args=sft_config(training, output_dir, on_gpu=on_gpu, bf16=bf16),
-        train_dataset=train_set,
-        processing_class=tokenizer,
-        peft_config=lora_config(training),
+    # trainer: validation at an interval, early stopping, progress in the Prefect UI
+    trainer = build_trainer(
+        training,
+        plan,
+        model,
+        tokenizer,
+        train_rows,
+        eval_rows,
+        run_dir / "checkpoints",
+        steps,
+        peft_config,
     )
-    # Trainer prints its log dicts to stdout; send them to the Prefect run log instead.
-    trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(prefect_log_callback())
+    train_log = TrainLog(planned_steps=steps, max_minutes=training.max_minutes)
+    trainer.add_callback(progress_callback(train_log))
+    if eval_rows and training.early_stopping_patience:
+        trainer.add_callback(EarlyStoppingCallback(training.early_stopping_patience))
+    train_started = time.perf_counter()
     output = trainer.train()
-    trainer.save_model(str(output_dir))  # the LoRA adapter only (a few MB)
-    tokenizer.save_pretrained(output_dir)
+    train_seconds = time.perf_counter() - train_started
 
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    return TrainResult(
+    # save: safetensors, tokenizer, HF model card; arguments as JSON, never pickled
+    merged_dir = save_outputs(trainer, tokenizer, output_dir, training.merge_adapter)
+    args = json.loads(trainer.args.to_json_string())
+    steps_done = trainer.state.global_step
+    examples_seen = count_examples_seen(steps_done, training.batch_size, len(train_rows))
+    train_loss = output.training_loss
+    result = TrainResult(
         adapter_dir=str(output_dir),
         base_model=training.base_model,
         base_model_dir=str(base_dir),
-        steps=output.global_step,
+        method=training.method,
+        merged_dir=str(merged_dir) if merged_dir else None,
+        steps=trainer.state.global_step,
+        planned_steps=steps,
         train_examples=len(train_rows),
-        train_loss=float(output.training_loss) if math.isfinite(output.training_loss) else -1.0,
-        loss_curve=losses,
+        examples_seen=examples_seen,
+        fraction_seen=round(examples_seen / len(train_rows), 4),
+        tokens_seen=trainer.tokens_seen,
+        tokens_per_second=round(trainer.tokens_seen / train_seconds, 1),
+        truncated_examples=truncated,
+        train_loss=float(train_loss) if math.isfinite(train_loss) else -1.0,
+        best_val_loss=trainer.state.best_metric,
+        val_curve=train_log.val_curve,
+        loss_curve=train_log.losses,
+        stopped_by=_stopped_by(trainer, steps, train_log.budget_hit),
         seconds=round(time.perf_counter() - started, 1),
-        device="cuda" if on_gpu else "cpu",
+        device=plan.device,
+        precision="bf16" if plan.bf16 else str(torch.get_default_dtype()).removeprefix("torch."),
+        batching=plan.batching,
+        batching_reason=plan.reason,
+        dataset_versions=[v.version for v in window.versions],
+        init="champion" if init_adapter_dir else "base",
+        training_args={k: args[k] for k in sorted(args) if not k.startswith("_")},
     )
+    (output_dir / "README.md").write_text(hf_model_card(result, settings, window))
+    return result

@@ -96,6 +96,10 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
     assert card["gate"]["promote"] is True and card["status"] == "promoted"
     adapter_key = version_prefix + "adapter/adapter_model.safetensors"
     assert adapter_key in objects(settings, version_prefix)
+    assert card["lineage"]["dataset_versions_trained"] == [summary.dataset_version]
+    assert version_prefix + "README.md" in objects(settings, version_prefix)  # HF model card
+    assert not [k for k in objects(settings, version_prefix) if k.endswith((".bin", ".pt"))]
+    assert summary.train_examples_seen == min(2 * 4, summary.train_window_examples)
 
     # LoRA B matrices start at zero: non-zero ones prove the weights were trained.
     local = settings.cache_dir / "pytest-adapter.safetensors"
@@ -109,6 +113,8 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
         "retrain-quality",
         "retrain-dataset",
         "retrain-training",
+        "retrain-training-progress",
+        "retrain-training-curve",
         "retrain-evaluation",
         "retrain-decision",
         "retrain-summary",
