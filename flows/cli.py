@@ -28,7 +28,7 @@ app.command()(evaluate)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")]
 
 
-def _run_and_print(settings: Settings, as_json: bool) -> None:
+def _run_and_print(settings: Settings, as_json: bool, reprocess: list[str] | None = None) -> None:
     from flows.report import render
     from flows.retrain import retrain
 
@@ -37,7 +37,7 @@ def _run_and_print(settings: Settings, as_json: bool) -> None:
         # stdout carries only the summary (so `--json` output parses); anything a library
         # prints during the run goes to stderr with the logs.
         with contextlib.redirect_stdout(sys.stderr):
-            summary = retrain(settings=settings)
+            summary = retrain(settings=settings, reprocess=reprocess)
     except Exception as error:  # report and exit non-zero; Prefect has already marked it Failed
         typer.secho(f"retrain run failed: {type(error).__name__}: {error}", err=True, fg="red")
         raise typer.Exit(1) from error
@@ -86,10 +86,16 @@ def seed(
 
 
 @app.command()
-def run(as_json: JsonOption = False) -> None:
+def run(
+    as_json: JsonOption = False,
+    reprocess: Annotated[
+        list[str] | None,
+        typer.Option(help="Re-run this raw object (s3://bucket/raw/...) even if already handled."),
+    ] = None,
+) -> None:
     """Run the retrain flow once against the configured S3 and Prefect API."""
     apply_runtime_env()
-    _run_and_print(Settings(), as_json)
+    _run_and_print(Settings(), as_json, reprocess)
 
 
 @app.command()
@@ -135,3 +141,8 @@ def _seed_if_empty(settings: Settings, days: int) -> None:
     if next(list_objects(client, settings.s3.bucket, settings.s3.raw_prefix), None) is None:
         keys = _seed(settings, None, days, None, None, bad_records=6)
         typer.echo(f"seeded {len(keys)} days of sample logs", err=True)
+
+
+from flows.cli_data import check_data  # noqa: E402 - registered last, in its own module
+
+app.command("check-data")(check_data)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -28,6 +29,7 @@ from tasks.config import Settings
 from tasks.s3 import get_json, list_objects, put_json_if, put_jsonl, s3_client
 
 WATERMARK_KEY = "ingest-watermark.json"
+JSON_PUNCTUATION = re.compile(r'[{}\[\]"]')
 
 
 class Message(BaseModel):
@@ -128,7 +130,8 @@ def _stored_rows(
 
     limit = settings.pii.preview_chars
     # Redact more than is shown, so a value cut by the preview boundary was still seen whole.
-    raws = [row.pop("raw", "")[: limit * 4] for row in rows]
+    # JSON punctuation out first: a name right after `"` reads to NER like a quoted label
+    raws = [JSON_PUNCTUATION.sub(" ", row.pop("raw", "")[: limit * 4]) for row in rows]
     previews = get_redactor(settings.pii).redact_texts(raws) if any(raws) else raws
     return [
         {
