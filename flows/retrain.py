@@ -14,9 +14,11 @@ from prefect.runtime import flow_run
 
 from flows import report
 from flows.summary import RunSummary
+from tasks.api_guards import choose_backend
 from tasks.config import Settings, apply_runtime_env
 from tasks.dataset import build_dataset
 from tasks.evaluate import GOLDEN, RECENT, ModelRef, compare, score_model
+from tasks.evaluate_api import evaluate_hosted
 from tasks.ingest import commit_watermark, find_new_objects, ingest_objects
 from tasks.quality import validate_batch
 from tasks.registry import (
@@ -26,6 +28,7 @@ from tasks.registry import (
     model_card,
     register_version,
 )
+from tasks.train_api import cancel_on_flow_cancellation, register_api_version, train_api
 from tasks.train_local import train_local
 
 
@@ -33,15 +36,16 @@ def _resource(settings: Settings) -> dict[str, str]:
     return {"prefect.resource.id": f"retrain.model.{settings.model_name}"}
 
 
-@flow(name="retrain")
+@flow(name="retrain", on_cancellation=[cancel_on_flow_cancellation])
 def retrain(settings: Settings | None = None) -> RunSummary:
     """Retrain the support chatbot on logs that arrived since the last run.
 
     1 ingest    new objects only (watermark), quarantine bad records
     2 validate  PII redaction + Great Expectations gate; a failed gate stops before training
     3 prepare   chat-format dataset version, frozen golden set, splits
-    4 fine-tune LoRA with TRL/PEFT on the worker (CPU or GPU)
+    4 fine-tune LoRA with TRL/PEFT on the worker (CPU or GPU), or a job on a fine-tuning API
     5 evaluate  challenger vs champion on the golden and recent held-out sets, per category
+                (API models: generated replies, ROUGE-L)
     6 promote   policy gate with guardrails, registry version, champion alias moved on a win
     """
     apply_runtime_env()  # deployments start here, not in the CLI: offline and no analytics
@@ -83,28 +87,41 @@ def retrain(settings: Settings | None = None) -> RunSummary:
     summary = summary.with_dataset(dataset)
     report.dataset(dataset)
 
-    # 4 fine-tune
-    trained = train_local(settings, dataset, run_id)
+    # 4 fine-tune (backend from settings; past a provider's cut-off it may be rerouted to local)
+    backend = choose_backend(settings)
+    hosted = backend.backend == "api"
+    summary = summary.with_notes(backend.notes)
+    trained = (
+        train_api(settings, dataset, run_id) if hosted else train_local(settings, dataset, run_id)
+    )
     summary = summary.with_training(trained)
     report.training(trained)
 
     # 5 evaluate
-    champion = current_champion(settings)
-    challenger = ModelRef(
-        label="challenger", base_model_dir=trained.base_model_dir, adapter_dir=trained.adapter_dir
-    )
     eval_sets = {GOLDEN: dataset.golden_key, RECENT: dataset.heldout_key}
-    comparisons = compare(
-        score_model(settings, challenger, eval_sets),
-        score_model(settings, champion.model, eval_sets),
-    )
+    if hosted:
+        champion, comparisons = evaluate_hosted(settings, trained, eval_sets)
+    else:
+        champion = current_champion(settings)
+        challenger = ModelRef(
+            label="challenger",
+            base_model_dir=trained.base_model_dir,
+            adapter_dir=trained.adapter_dir,
+        )
+        comparisons = compare(
+            score_model(settings, challenger, eval_sets),
+            score_model(settings, champion.model, eval_sets),
+        )
     report.evaluation(comparisons)
 
     # 6 promote
     decision = decide(comparisons, settings.evaluation)
     version = f"v{datetime.now(UTC):%Y%m%d%H%M%S}"
     card = model_card(settings, version, run_id, dataset, trained, comparisons, decision)
-    model_uri = register_version(settings, version, trained.adapter_dir, card)
+    if hosted:
+        model_uri = register_api_version(settings, version, trained, card)
+    else:
+        model_uri = register_version(settings, version, trained.adapter_dir, card)
     apply_decision(settings, version, decision, champion, run_id)
     emit_event(
         "retrain.model.promoted" if decision.promote else "retrain.model.rejected",

@@ -242,6 +242,7 @@ def build_dataset(
             "counts": counts,
             "golden_key": golden_key,
             "quality_report": quality_report_key,
+            "redaction": {"applied": True, "source": redacted_key},  # checked before any upload
             "format": "openai-chat",
         },
     )
