@@ -52,6 +52,9 @@ def retrain(settings: Settings | None = None) -> RunSummary:
     settings = settings or Settings()
     run_id = str(flow_run.get_id() or datetime.now(UTC).strftime("local-%Y%m%dT%H%M%S"))
     summary = RunSummary(run_id=run_id, model_name=settings.model_name, bucket=settings.s3.bucket)
+    # a fine-tuning provider past its cut-off refuses the run here, or reroutes it to local
+    backend = choose_backend(settings)
+    summary = summary.with_notes(backend.notes)
 
     # 1 ingest
     new = find_new_objects(settings)
@@ -87,10 +90,8 @@ def retrain(settings: Settings | None = None) -> RunSummary:
     summary = summary.with_dataset(dataset)
     report.dataset(dataset)
 
-    # 4 fine-tune (backend from settings; past a provider's cut-off it may be rerouted to local)
-    backend = choose_backend(settings)
+    # 4 fine-tune on the backend chosen above
     hosted = backend.backend == "api"
-    summary = summary.with_notes(backend.notes)
     trained = (
         train_api(settings, dataset, run_id) if hosted else train_local(settings, dataset, run_id)
     )

