@@ -132,3 +132,8 @@ def _seed_if_empty(settings: Settings, days: int) -> None:
     if next(list_objects(client, settings.s3.bucket, settings.s3.raw_prefix), None) is None:
         keys = _seed(settings, None, days, None, None, bad_records=6)
         typer.echo(f"seeded {len(keys)} days of sample logs", err=True)
+
+
+from flows.cli_api import preflight  # noqa: E402  (issue 9: `retrain preflight`)
+
+app.command()(preflight)

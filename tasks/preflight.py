@@ -267,8 +267,9 @@ def check_lines(
         n_messages.append(len(example["messages"]))
         n_tokens.append(tokens)
         n_assistant.append(assistant)
-    if last_line == 0:
-        errors.append(FormatError(type="empty_file", line=None, message=f"{name} is empty"))
+    if examples == 0:  # zero bytes or only blank lines: one clear error, not one per line
+        what = "is empty" if last_line == 0 else f"has only blank lines ({last_line})"
+        errors = [FormatError(type="empty_file", line=None, message=f"{name} {what}")]
     elif min_examples and examples < min_examples:
         errors.append(
             FormatError(
