@@ -5,7 +5,14 @@ The API gives no token log-probabilities for a teacher-forced loss, so for API m
 promotion decision rests on ROUGE-L F1 of the generated reply against the reference agent
 turn. It travels in the shared report shape as `loss = 1 - ROUGE-L F1` (lower is better, so
 `decide()` applies unchanged) and `token_accuracy = ROUGE-L F1`; `perplexity` is NaN (not
-measurable). `score_generations` is the one place to swap in richer generation metrics.
+measurable).
+
+Scoring goes through per-example rows (`HostedExampleScore`: `id` = the example's
+`metadata.conversation_id`, else its position; `category`; `rouge_l`), aggregated afterwards,
+and replies come from `hosted_replies(settings, model_id)`, a plain callable
+`list[chat prompt] -> list[reply]`. That callable is the "reply generator" the shared
+per-example scorer (tasks/scoring.py, `score_examples(scorer, examples)`) accepts, so richer
+generation metrics plug in by handing it over; its rows join these on `id`.
 
 Calls run with a concurrency limit; the SDK retries 429 and 5xx answers with backoff; the
 estimated cost of the whole evaluation is checked against `training.api.eval_budget_usd`
@@ -16,10 +23,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prefect import task
+from pydantic import BaseModel
 
 from tasks.config import Settings
 from tasks.evaluate import Comparison, EvalReport, ModelRef, SliceMetrics, compare
@@ -33,10 +42,6 @@ class EvalBudgetExceeded(RuntimeError):
     pass
 
 
-def _prompt(example: dict[str, Any]) -> list[dict[str, str]]:
-    return [{"role": m["role"], "content": m["content"]} for m in example["messages"][:-1]]
-
-
 def estimated_cost(settings: Settings, model_id: str, prompts: list[list[dict[str, str]]]) -> float:
     """Upper bound: every prompt token plus a full-length reply per prompt."""
     api = settings.training.api
@@ -46,63 +51,101 @@ def estimated_cost(settings: Settings, model_id: str, prompts: list[list[dict[st
     return tokens * api.eval_price_per_million_tokens / 1_000_000
 
 
-def generate_replies(
-    settings: Settings, model_id: str, chat_prompts: list[list[dict[str, str]]]
-) -> list[str]:
-    """One reply per prompt from the hosted model, in order."""
+Messages = list[dict[str, str]]
+
+
+def hosted_replies(settings: Settings, model_id: str) -> Callable[[list[Messages]], list[str]]:
+    """A reply generator for a hosted model: one reply per chat prompt, in order. Checks the
+    evaluation cost cap before the first call; runs `eval_concurrency` calls at a time; the
+    SDK retries 429 and 5xx answers with backoff (`max_retries`)."""
     api = settings.training.api
-    cost = estimated_cost(settings, model_id, chat_prompts)
-    if cost > api.eval_budget_usd:
-        raise EvalBudgetExceeded(
-            f"evaluating {model_id} on {len(chat_prompts)} prompts may cost ${cost:.2f}, over "
-            f"`training.api.eval_budget_usd` = ${api.eval_budget_usd:.2f}: raise it, lower "
-            "`training.api.eval_max_tokens`, or use a smaller golden set"
-        )
-    client = api_client(api)
 
-    def reply(messages: list[dict[str, str]]) -> str:
-        response = client.chat.completions.create(
-            model=model_id,
-            messages=messages,
-            max_completion_tokens=api.eval_max_tokens,
-            temperature=0,
-            seed=settings.training.seed,
-        )
-        return response.choices[0].message.content or ""
+    def generate(chat_prompts: list[Messages]) -> list[str]:
+        prompts = [[{"role": m["role"], "content": m["content"]} for m in p] for p in chat_prompts]
+        cost = estimated_cost(settings, model_id, prompts)
+        if cost > api.eval_budget_usd:
+            raise EvalBudgetExceeded(
+                f"evaluating {model_id} on {len(prompts)} prompts may cost ${cost:.2f}, over "
+                f"`training.api.eval_budget_usd` = ${api.eval_budget_usd:.2f}: raise it, lower "
+                "`training.api.eval_max_tokens`, or use a smaller golden set"
+            )
+        client = api_client(api)
 
-    with ThreadPoolExecutor(max_workers=api.eval_concurrency) as pool:
-        return list(pool.map(reply, chat_prompts))
+        def reply(messages: Messages) -> str:
+            response = client.chat.completions.create(
+                model=model_id,
+                messages=messages,
+                max_completion_tokens=api.eval_max_tokens,
+                temperature=0,
+                seed=settings.training.seed,
+            )
+            return response.choices[0].message.content or ""
+
+        with ThreadPoolExecutor(max_workers=api.eval_concurrency) as pool:
+            return list(pool.map(reply, prompts))
+
+    return generate
+
+
+def generate_replies(settings: Settings, model_id: str, chat_prompts: list[Messages]) -> list[str]:
+    """One reply per prompt from the hosted model, in order."""
+    return hosted_replies(settings, model_id)(chat_prompts)
+
+
+class HostedExampleScore(BaseModel):
+    """One held-out example scored on a hosted model's reply (no reply text: it may quote
+    the customer, and rows end up in reports)."""
+
+    id: str
+    category: str
+    rouge_l: float
+    reply_words: int
+
+
+def score_examples(examples: list[dict[str, Any]], replies: list[str]) -> list[HostedExampleScore]:
+    """ROUGE-L F1 of each reply against the example's reference answer, input order."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rows = []
+    for position, (example, reply) in enumerate(zip(examples, replies, strict=True)):
+        meta = example.get("metadata") or {}
+        reference = example["messages"][-1]["content"]
+        rows.append(
+            HostedExampleScore(
+                id=str(meta.get("conversation_id") or position),
+                category=meta.get("category") or "unknown",
+                rouge_l=scorer.score(reference, reply)["rougeL"].fmeasure,
+                reply_words=len(reply.split()),
+            )
+        )
+    return rows
+
+
+def aggregate(rows: list[HostedExampleScore]) -> tuple[SliceMetrics, dict[str, SliceMetrics]]:
+    """Overall and per-category metrics in the shared report shape (loss = 1 - ROUGE-L)."""
+
+    def metrics(group: list[HostedExampleScore]) -> SliceMetrics:
+        rouge_l = sum(r.rouge_l for r in group) / max(len(group), 1)
+        return SliceMetrics(
+            examples=len(group),
+            tokens=sum(r.reply_words for r in group),
+            loss=round(1 - rouge_l, 5),
+            perplexity=math.nan,
+            token_accuracy=round(rouge_l, 5),
+        )
+
+    by_category: dict[str, list[HostedExampleScore]] = defaultdict(list)
+    for row in rows:
+        by_category[row.category].append(row)
+    return metrics(rows), {k: metrics(v) for k, v in sorted(by_category.items())}
 
 
 def score_generations(
     examples: list[dict[str, Any]], replies: list[str]
 ) -> tuple[SliceMetrics, dict[str, SliceMetrics]]:
     """ROUGE-L F1 of each reply against the reference answer, overall and per category."""
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0])  # f1 sum, words, n
-    for example, reply in zip(examples, replies, strict=True):
-        reference = example["messages"][-1]["content"]
-        f1 = scorer.score(reference, reply)["rougeL"].fmeasure
-        category = (example.get("metadata") or {}).get("category") or "unknown"
-        for key in ("__overall__", category):
-            totals[key][0] += f1
-            totals[key][1] += len(reply.split())
-            totals[key][2] += 1
-
-    def metrics(f1_sum: float, words: int, n: int) -> SliceMetrics:
-        rouge_l = f1_sum / max(n, 1)
-        return SliceMetrics(
-            examples=n,
-            tokens=words,
-            loss=round(1 - rouge_l, 5),
-            perplexity=math.nan,
-            token_accuracy=round(rouge_l, 5),
-        )
-
-    overall = metrics(*totals.pop("__overall__", [0.0, 0, 0]))
-    return overall, {k: metrics(*v) for k, v in sorted(totals.items())}
+    return aggregate(score_examples(examples, replies))
 
 
 @task
@@ -116,8 +159,8 @@ def score_api_model(
         examples = get_jsonl(client, settings.s3.bucket, key)
         if not examples:
             continue
-        replies = generate_replies(settings, model_id, [_prompt(e) for e in examples])
-        overall, slices = score_generations(examples, replies)
+        replies = hosted_replies(settings, model_id)([e["messages"][:-1] for e in examples])
+        overall, slices = aggregate(score_examples(examples, replies))
         reports[name] = EvalReport(
             model=f"{label} (ROUGE-L)", dataset=name, overall=overall, slices=slices
         )

@@ -17,7 +17,14 @@ from fake_openai import FakeOpenAI
 from tasks.api_guards import NotRedacted, ProviderCutoff, choose_backend, find_pii
 from tasks.config import Settings
 from tasks.dataset import DatasetRef
-from tasks.evaluate_api import EvalBudgetExceeded, generate_replies, score_generations
+from tasks.evaluate_api import (
+    EvalBudgetExceeded,
+    aggregate,
+    generate_replies,
+    hosted_replies,
+    score_examples,
+    score_generations,
+)
 from tasks.s3 import put_json, put_jsonl, s3_client
 from tasks.train_api import (
     FineTuneFailed,
@@ -354,6 +361,27 @@ def test_generate_replies_rides_out_429_and_scores_the_fine_tuned_model_higher(
     assert tuned_score.token_accuracy > base_score.token_accuracy  # ROUGE-L F1
     assert tuned_score.loss == pytest.approx(1 - tuned_score.token_accuracy)
     assert sum(s.examples for s in slices.values()) == 9
+
+
+def test_hosted_scores_are_per_example_rows_keyed_by_conversation(
+    settings: Settings, server: FakeOpenAI, key: str
+) -> None:
+    """Rows a per-example scorer can join on `id`; the generator is a plain prompts → replies
+    callable, and extra message keys never reach the chat-completions request."""
+    config = api_settings(settings, server.base_url)
+    golden = examples(6, seed=13, with_meta=True)
+    golden[0]["messages"][1]["weight"] = 1  # a training-only key: stripped from the prompt
+    del golden[5]["metadata"]["conversation_id"]
+    generate = hosted_replies(config, config.training.api.model)
+    replies = generate([e["messages"][:-1] for e in golden])
+    rows = score_examples(golden, replies)
+    assert [r.id for r in rows] == [f"c13-{n}" for n in range(5)] + ["5"]
+    assert [r.category for r in rows] == [e["metadata"]["category"] for e in golden]
+    assert all(0 <= r.rouge_l <= 1 for r in rows)
+    overall, slices = aggregate(rows)
+    assert overall.token_accuracy == pytest.approx(sum(r.rouge_l for r in rows) / 6, abs=1e-5)
+    assert overall.examples == sum(s.examples for s in slices.values()) == 6
+    assert server.chat_calls == 6
 
 
 def test_evaluation_cost_cap_stops_before_any_call(
