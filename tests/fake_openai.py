@@ -114,6 +114,7 @@ class FakeOpenAI:
         self.jobs: dict[str, Job] = {}
         self.violations: list[str] = []
         self.requests: list[tuple[str, str]] = []
+        self.received: list[bytes] = []  # every request body as sent: what left the machine
         self.faults: deque[tuple[str, str, int | str]] = deque()
         self.fail_next_job: dict[str, str] | None = None
         self.chat_calls = 0
@@ -201,6 +202,7 @@ class FakeOpenAI:
                 problems = self.check.query_errors(path, method.lower(), query)
                 body: Any = None
                 if method == "POST":
+                    self.received.append(await request.body())
                     body, content_type, filename = await self._body(request)
                     problems += self.check.request_errors(path, method.lower(), body, content_type)
                     if filename:  # not a form field: kept out of the checked body

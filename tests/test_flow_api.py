@@ -3,13 +3,22 @@ OpenAI-compatible server that checks every request against the official OpenAPI 
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fake_openai import FakeOpenAI
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.events.filters import EventFilter
 
 from flows.retrain import retrain
 from tasks.api_guards import ProviderCutoff
@@ -51,18 +60,70 @@ def api_flow_settings(settings, base_url: str, stop_on: str, **api):
     )
 
 
-def seed(settings, limit: int) -> None:
+KEY = "sk-proj-flowtest-Zq81xKeyMustNeverShow"
+# Raw personal data customers typed; the redaction stage must replace it before anything
+# leaves the machine or reaches a log, artifact or event.
+RAW_PII = {
+    "EMAIL": "jane.doe.claims@example.org",
+    "PHONE": "+1 415-555-0142",
+    "CARD": "4111 1111 1111 1111",
+    "IP": "203.0.113.77",
+}
+
+
+def seed(settings, limit: int, with_pii: bool = False) -> None:
     per_day = build_daily_logs(bundled_csv(), days=2, end_date=date(2026, 11, 21), limit=limit)
+    if with_pii:
+        records = [r for day in per_day.values() for r in day]
+        for n, raw in enumerate(RAW_PII.values()):
+            for record in records[n * 7 : n * 7 + 3]:
+                customer = record["messages"][0]
+                customer["text"] = f"{customer['text']} (you can reach me on {raw})"
     upload_daily_logs(settings.s3, per_day)
 
 
+def run_logs_artifacts_params(flow_run_id) -> str:
+    """Everything Prefect stored about one run, as text: logs, artifacts, parameters."""
+    with get_client(sync_client=True) as prefect:
+        logs = prefect.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
+        artifacts = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+        run = prefect.read_flow_run(flow_run_id)
+    parts = [log.message for log in logs]
+    parts += [f"{a.key} {a.description} {json.dumps(a.data, default=str)}" for a in artifacts]
+    parts.append(json.dumps(run.parameters, default=str))
+    return "\n".join(parts)
+
+
+def stored_events(must_mention: str, timeout_s: float = 30) -> str:
+    """All events the Prefect server stored, once one mentions `must_mention` (they arrive
+    asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with get_client(sync_client=True) as prefect:
+            page = prefect.read_events(filter=EventFilter(), limit=50)
+            events = list(page.events)
+            while page.next_page and len(events) < 2000:
+                page = prefect.read_events_page(page.next_page)
+                events += page.events
+        text = "\n".join(e.model_dump_json() for e in events)
+        if must_mention in text or time.monotonic() > deadline:
+            assert must_mention in text, "the run's events never arrived"
+            return text
+        time.sleep(0.5)
+
+
 def test_a_run_through_the_api_backend_registers_a_hosted_version(
-    settings, server: FakeOpenAI, monkeypatch
+    settings, server: FakeOpenAI, monkeypatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-flow")
+    caplog.set_level(logging.DEBUG)  # every logger, the SDK's and httpx's included
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
     stop_on = datetime.now(UTC).date() + timedelta(days=20)  # inside the 30-day warning window
     config = api_flow_settings(settings, server.base_url, stop_on=stop_on.isoformat())
-    seed(config, limit=160)
+    seed(config, limit=160, with_pii=True)
 
     summary = retrain(settings=config)
 
@@ -96,11 +157,35 @@ def test_a_run_through_the_api_backend_registers_a_hosted_version(
     assert "(20 days left)" in by_key["retrain-summary"].data
     assert by_key["retrain-api-progress"].data == 100
 
+    # what left the machine: redacted text only (the placeholders show redaction happened)
+    sent = b"\n".join(server.received).decode()
+    assert "[EMAIL]" in sent and "[PHONE]" in sent
+    # no API key or raw personal data in what was sent, logged, stored or emitted
+    registry = [
+        client.get_object(Bucket=config.s3.bucket, Key=o["Key"])["Body"].read().decode()
+        for o in client.list_objects_v2(Bucket=config.s3.bucket, Prefix=model_prefix(config))[
+            "Contents"
+        ]
+    ]
+    seen = {
+        "provider requests": sent,
+        "python logs": caplog.text,
+        "prefect logs, artifacts, parameters": run_logs_artifacts_params(runs[0].id),
+        "prefect events": stored_events(summary.model_version),
+        "registry objects": "\n".join(registry),
+        "summary": summary.model_dump_json(),
+    }
+    assert "fine-tune ftjob-" in seen["prefect logs, artifacts, parameters"]  # logs were read
+    for where, text in seen.items():
+        assert KEY not in text, f"API key in {where}"
+        for kind, raw in RAW_PII.items():
+            assert raw not in text, f"raw {kind} in {where}"
+
 
 def test_past_the_cut_off_a_run_is_refused_or_rerouted_to_local(
     settings, server: FakeOpenAI, tiny_model_dir, monkeypatch
 ) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-flow")
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
     refused = api_flow_settings(settings, server.base_url, stop_on="2026-01-06")
     seed(refused, limit=120)
     with pytest.raises(ProviderCutoff, match="fallback_backend"):
