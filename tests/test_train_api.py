@@ -33,6 +33,8 @@ from tasks.train_api import (
     PreflightFailed,
     ProviderUnreachable,
     api_client,
+    api_key,
+    cancel_jobs_of_run,
     train_api,
 )
 
@@ -259,6 +261,45 @@ def test_an_interrupted_run_cancels_its_job(
     with pytest.raises(KeyboardInterrupt):
         JobWatcher(client, config.training.api, job).wait(sleep=interrupted)
     assert server.jobs[job.id].body["status"] == "cancelled"
+
+
+def test_the_cancellation_hook_cancels_the_runs_unfinished_jobs(
+    settings: Settings, server: FakeOpenAI, key: str
+) -> None:
+    config = api_settings(settings, server.base_url)
+    client = api_client(config.training.api)
+    dataset = put_dataset(config, examples(20, seed=8))
+    file_id = client.files.create(
+        file=("t.jsonl", open_bytes(dataset, config)), purpose="fine-tune"
+    ).id
+
+    def job(run_id: str) -> str:
+        return client.fine_tuning.jobs.create(
+            model=config.training.api.model, training_file=file_id, metadata={"run_id": run_id}
+        ).id
+
+    mine, other = job("run-c"), job("run-other")
+    assert cancel_jobs_of_run(config, "run-c") == [mine]
+    assert server.jobs[mine].body["status"] == "cancelled"
+    assert server.jobs[other].body["status"] != "cancelled"
+
+
+def test_the_key_comes_from_a_prefect_secret_block(
+    settings: Settings, server: FakeOpenAI, prefect_api: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.blocks.system import Secret
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    Secret(value=KEY).save("retrain-openai-key-test", overwrite=True)
+    config = api_settings(settings, server.base_url, api_key_secret_block="retrain-openai-key-test")
+    assert api_key(config.training.api) == KEY
+    api_client(config.training.api).fine_tuning.jobs.list()
+    assert server.requests == [("GET", "/v1/fine_tuning/jobs")]
+
+    missing = api_settings(settings, server.base_url, api_key_secret_block="no-such-block")
+    with pytest.raises(MissingApiKey, match="api_key_secret_block"):
+        train_api.fn(missing, put_dataset(missing, examples(20, seed=1)), "r")
+    assert len(server.requests) == 1  # nothing more reached the provider
 
 
 def open_bytes(dataset: DatasetRef, settings: Settings) -> bytes:
