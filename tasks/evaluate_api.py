@@ -16,7 +16,7 @@ generation metrics plug in by handing it over; its rows join these on `id`.
 
 Calls run with a concurrency limit; the SDK retries 429 and 5xx answers with backoff; the
 estimated cost of the whole evaluation is checked against `training.api.eval_budget_usd`
-before the first call.
+before the first call, and the prompts pass the same PII check as the training files.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 from prefect import task
 from pydantic import BaseModel
 
+from tasks.api_guards import require_no_pii
 from tasks.config import Settings
 from tasks.evaluate import Comparison, EvalReport, ModelRef, SliceMetrics, compare
 from tasks.registry import CHAMPION, Champion, model_prefix
@@ -159,6 +160,8 @@ def score_api_model(
         examples = get_jsonl(client, settings.s3.bucket, key)
         if not examples:
             continue
+        # prompts leave the machine too: the same pre-upload PII check as the training files
+        require_no_pii([{"messages": e["messages"][:-1]} for e in examples], f"{name} set")
         replies = hosted_replies(settings, model_id)([e["messages"][:-1] for e in examples])
         overall, slices = aggregate(score_examples(examples, replies))
         reports[name] = EvalReport(

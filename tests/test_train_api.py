@@ -22,6 +22,7 @@ from tasks.evaluate_api import (
     aggregate,
     generate_replies,
     hosted_replies,
+    score_api_model,
     score_examples,
     score_generations,
 )
@@ -39,6 +40,7 @@ from tasks.train_api import (
 )
 
 KEY = "sk-test-not-a-real-key-7f3a"
+GOLDEN_KEY = "heldout/golden/golden.jsonl"
 QUESTIONS = [
     (
         "How do I reset my password? I'm locked out of account {n}.",
@@ -423,6 +425,18 @@ def test_hosted_scores_are_per_example_rows_keyed_by_conversation(
     assert overall.token_accuracy == pytest.approx(sum(r.rouge_l for r in rows) / 6, abs=1e-5)
     assert overall.examples == sum(s.examples for s in slices.values()) == 6
     assert server.chat_calls == 6
+
+
+def test_evaluation_prompts_with_personal_data_are_not_sent(
+    settings: Settings, server: FakeOpenAI, key: str
+) -> None:
+    config = api_settings(settings, server.base_url)
+    golden = examples(5, seed=14, with_meta=True)
+    golden[2]["messages"][1]["content"] += " call me on +44 20 7946 0958"
+    put_jsonl(s3_client(config.s3), config.s3.bucket, GOLDEN_KEY, golden)
+    with pytest.raises(NotRedacted, match=r"golden set: .*PHONE_NUMBER x1"):
+        score_api_model.fn(config, "challenger", config.training.api.model, {"golden": GOLDEN_KEY})
+    assert server.chat_calls == 0
 
 
 def test_evaluation_cost_cap_stops_before_any_call(
