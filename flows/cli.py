@@ -146,3 +146,7 @@ def _seed_if_empty(settings: Settings, days: int) -> None:
 from flows.cli_data import check_data  # noqa: E402 - registered last, in its own module
 
 app.command("check-data")(check_data)
+
+from flows.cli_api import preflight  # noqa: E402 - `retrain preflight`
+
+app.command()(preflight)

@@ -80,6 +80,7 @@ def render(summary: RunSummary) -> str:
     lines = [
         f"## Retrain run {summary.run_id}: **{summary.decision}**",
         *[f"- {reason}" for reason in summary.reasons],
+        *[f"- **warning:** {note}" for note in summary.notes],
         "",
         f"- records in: {summary.records_read} from {summary.objects} objects; "
         f"curated {summary.records_curated}, quarantined {summary.records_quarantined}",

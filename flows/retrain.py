@@ -14,9 +14,11 @@ from prefect.runtime import flow_run
 
 from flows import approval, evaluation_report, report
 from flows.summary import RunSummary
+from tasks.api_guards import choose_backend
 from tasks.config import Settings, apply_runtime_env
 from tasks.dataset import build_dataset
 from tasks.evaluate import GOLDEN, RECENT, ModelRef, compare, score_model
+from tasks.evaluate_api import evaluate_hosted
 from tasks.golden import golden_status
 from tasks.ingest import commit_watermark, find_new_objects, ingest_objects
 from tasks.policy import Decision, decide
@@ -28,6 +30,7 @@ from tasks.registry import (
     new_version_id,
     register_version,
 )
+from tasks.train_api import cancel_on_flow_cancellation, register_api_version, train_api
 from tasks.train_local import train_local
 from tasks.window import build_window
 
@@ -36,7 +39,7 @@ def _resource(settings: Settings) -> dict[str, str]:
     return {"prefect.resource.id": f"retrain.model.{settings.model_name}"}
 
 
-@flow(name="retrain")
+@flow(name="retrain", on_cancellation=[cancel_on_flow_cancellation])
 def retrain(settings: Settings | None = None, reprocess: list[str] | None = None) -> RunSummary:
     """Retrain the support chatbot on logs that arrived since the last run.
 
@@ -45,7 +48,8 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
     2 validate  Great Expectations suites; a `block` failure stops before training, too few
                 records leave the objects pending for the next run
     3 prepare   chat-format dataset version, frozen golden set, splits
-    4 fine-tune LoRA with TRL/PEFT on the worker (CPU or GPU), new batch + replay window
+    4 fine-tune LoRA with TRL/PEFT on the worker (CPU or GPU), new batch + replay window;
+                or a job on a fine-tuning API (training.backend = api)
     5 evaluate  challenger vs champion (or base model) on the golden and recent held-out sets:
                 loss, generated replies (ROUGE-L, similarity, safety), per category/intent/segment
     6 promote   paired-bootstrap gate (tasks/policy.py), registry version, alias moved on a win
@@ -54,6 +58,9 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
     settings = settings or Settings()
     run_id = str(flow_run.get_id() or datetime.now(UTC).strftime("local-%Y%m%dT%H%M%S"))
     summary = RunSummary(run_id=run_id, model_name=settings.model_name, bucket=settings.s3.bucket)
+    # a fine-tuning provider past its cut-off refuses the run here, or reroutes it to local
+    backend = choose_backend(settings)
+    summary = summary.with_notes(backend.notes)
 
     # 1 ingest
     new = find_new_objects(settings, reprocess)
@@ -100,26 +107,34 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
     summary = summary.with_dataset(dataset)
     report.dataset(dataset)
 
-    # 4 fine-tune on the window (new batch + replay), from the base model or the champion
-    window = build_window(settings, dataset)
-    champion = current_champion(settings)
-    init_from = champion.model.adapter_dir if settings.training.init == "champion" else None
-    trained = train_local(settings, dataset, run_id, window, init_from)
+    # 4 fine-tune on the backend chosen above: locally on the window (new batch + replay),
+    # from the base model or the champion; or as a job on a fine-tuning API
+    hosted = backend.backend == "api"
+    if hosted:
+        trained = train_api(settings, dataset, run_id)
+    else:
+        window = build_window(settings, dataset)
+        champion = current_champion(settings)
+        init_from = champion.model.adapter_dir if settings.training.init == "champion" else None
+        trained = train_local(settings, dataset, run_id, window, init_from)
     summary = summary.with_training(trained)
     report.training(trained)
 
     # 5 evaluate
-    challenger = ModelRef(
-        label="challenger",
-        base_model_dir=trained.base_model_dir,
-        adapter_dir=trained.adapter_dir,
-        base_model=trained.base_model,
-    )
     eval_sets = {GOLDEN: dataset.golden_key, RECENT: dataset.heldout_key}
-    comparisons = compare(
-        score_model(settings, challenger, eval_sets),
-        score_model(settings, champion.model, eval_sets),
-    )
+    if hosted:
+        champion, comparisons = evaluate_hosted(settings, trained, eval_sets)
+    else:
+        challenger = ModelRef(
+            label="challenger",
+            base_model_dir=trained.base_model_dir,
+            adapter_dir=trained.adapter_dir,
+            base_model=trained.base_model,
+        )
+        comparisons = compare(
+            score_model(settings, challenger, eval_sets),
+            score_model(settings, champion.model, eval_sets),
+        )
     evaluation_report.evaluation(comparisons)
 
     # 6 promote
@@ -129,7 +144,10 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
     evaluation_report.decision(decision, comparisons)
     version = new_version_id()
     card = model_card(settings, version, run_id, dataset, trained, comparisons, decision)
-    model_uri = register_version(settings, version, trained.adapter_dir, card)
+    if hosted:
+        model_uri = register_api_version(settings, version, trained, card)
+    else:
+        model_uri = register_version(settings, version, trained.adapter_dir, card)
     if decision.promote and settings.promotion.require_approval:  # pauses for a person
         decision = approval.review(decision, version, settings.promotion.approval_timeout_s)
     outcome = apply_decision(settings, version, decision, champion, run_id)

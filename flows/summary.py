@@ -27,6 +27,9 @@ class RunSummary(BaseModel):
     bucket: str
     decision: Outcome = "no_new_data"
     reasons: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(
+        default_factory=list, description="Warnings the operator must see (provider cut-off)."
+    )
     objects: int = 0
     records_read: int = 0
     records_curated: int = 0
@@ -50,6 +53,9 @@ class RunSummary(BaseModel):
     )
     model_version: str | None = None
     model_uri: str | None = None
+
+    def with_notes(self, notes: list[str]) -> RunSummary:
+        return self.model_copy(update={"notes": [*self.notes, *notes]})
 
     def with_ingest(self, objects: list[ObjectRef], ingested: IngestResult) -> RunSummary:
         return self.model_copy(

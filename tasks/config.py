@@ -12,6 +12,7 @@ defaults below. Credentials are never part of it: boto3 reads them from its usua
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -212,13 +213,98 @@ class WindowSettings(BaseModel):
     )
 
 
+class ProviderSettings(BaseModel):
+    """One fine-tuning provider speaking the OpenAI API: where it is and when it stops."""
+
+    base_url: str | None = Field(
+        None,
+        description="API root, e.g. https://<resource>.openai.azure.com/openai/v1 for Azure "
+        "or any OpenAI-compatible endpoint; None = api.openai.com.",
+    )
+    api_version: str | None = Field(
+        None, description="Sent as the `api-version` query parameter (Azure); None = not sent."
+    )
+    new_jobs_stop_on: date | None = Field(
+        None,
+        description="First day the provider refuses new fine-tuning jobs; None = no known "
+        "end. Runs warn within `api.cutoff_warning_days` of it and are refused after it.",
+    )
+    base_model_cutoffs: dict[str, date] = Field(
+        default_factory=dict, description="Earlier cut-off for a single base model."
+    )
+
+
+def _default_providers() -> dict[str, ProviderSettings]:
+    # OpenAI announced that new fine-tuning jobs stop on 2027-01-06.
+    return {
+        "openai": ProviderSettings(new_jobs_stop_on=date(2027, 1, 6)),
+        "azure": ProviderSettings(),
+        "compatible": ProviderSettings(),
+    }
+
+
+class ApiSettings(BaseModel):
+    """The `api` fine-tuning backend: an OpenAI-compatible fine-tuning API via the openai SDK.
+
+    The key is never part of the settings: it comes from the Prefect Secret block named in
+    `api_key_secret_block`, else from the environment variable named in `api_key_env`.
+    """
+
+    provider: str = Field("openai", description="A key of `providers`.")
+    providers: dict[str, ProviderSettings] = Field(default_factory=_default_providers)
+    model: str = Field("gpt-4o-mini-2024-07-18", description="Base model to fine-tune.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Env variable holding the key.")
+    api_key_secret_block: str | None = Field(
+        None, description="Name of a Prefect Secret block holding the key (checked first)."
+    )
+    timeout_seconds: float = Field(60.0, gt=0, description="Per-request timeout.")
+    max_retries: int = Field(5, ge=0, description="SDK retries on 429/5xx/connection errors.")
+    n_epochs: int | Literal["auto"] = Field("auto", description="Epochs; `auto` = heuristic.")
+    batch_size: int | Literal["auto"] = Field("auto", description="Provider batch size.")
+    learning_rate_multiplier: float | Literal["auto"] = Field("auto")
+    suffix: str = Field("support-bot", max_length=64, description="Fine-tuned model name part.")
+    context_limit: int = Field(
+        65536, ge=256, description="Training-context tokens per example; longer is an error."
+    )
+    price_per_million_training_tokens: dict[str, float] = Field(
+        default_factory=lambda: {
+            "gpt-4o-mini-2024-07-18": 3.0,
+            "gpt-4o-2024-08-06": 25.0,
+            "gpt-4.1-mini-2025-04-14": 5.0,
+            "gpt-4.1-2025-04-14": 25.0,
+        },
+        description="USD per 1M trained tokens (billable tokens * epochs) by base model.",
+    )
+    budget_usd: float | None = Field(
+        20.0, ge=0, description="A run whose estimated cost exceeds this stops before upload."
+    )
+    cutoff_warning_days: int = Field(30, ge=0, description="Warn this many days before cut-off.")
+    fallback_backend: Literal["local"] | None = Field(
+        None,
+        description="`local` reroutes a run past the provider's cut-off to the local "
+        "backend; None refuses the run.",
+    )
+    poll_min_seconds: float = Field(5.0, gt=0, description="First wait between job polls.")
+    poll_max_seconds: float = Field(60.0, gt=0, description="Longest wait between job polls.")
+    max_wait_hours: float = Field(24.0, gt=0, description="Give up polling after this long.")
+    eval_concurrency: int = Field(4, ge=1, description="Parallel chat completions in evaluation.")
+    eval_max_tokens: int = Field(256, ge=1, description="Reply length cap when evaluating.")
+    eval_budget_usd: float = Field(2.0, ge=0, description="Cost cap of one evaluation.")
+    eval_price_per_million_tokens: float = Field(
+        1.0, ge=0, description="USD per 1M prompt + reply tokens of the fine-tuned model."
+    )
+
+
 class TrainingSettings(BaseModel):
     """The fine-tuning step: method, budget, validation and the LoRA knobs; the rest are TRL's
     defaults (see `tasks/train_local.py` for the few it changes and why)."""
 
-    backend: Literal["local"] = Field(
-        "local", description="Where fine-tuning runs: `local` = TRL/PEFT on this worker."
+    backend: Literal["local", "api"] = Field(
+        "local",
+        description="Where fine-tuning runs: `local` = TRL/PEFT on this worker, `api` = an "
+        "OpenAI-compatible fine-tuning API (settings in `training.api`).",
     )
+    api: ApiSettings = Field(default_factory=ApiSettings)
     base_model: str = Field(
         "smollm2-135m-instruct",
         description="`smollm2-135m-instruct` (the packaged SmolLM2) or a directory of a "

@@ -200,6 +200,7 @@ def build_dataset(
             "unconvertible": len(unconvertible),
             "golden_key": golden_key,
             "quality_report": quality_report_key,
+            "redaction": {"applied": True, "source": redacted_key},  # checked before any upload
             "format": "openai-chat",
         },
     )
