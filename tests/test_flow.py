@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.report import render
 from flows.retrain import retrain
 from tasks.registry import CHAMPION, model_prefix
 from tasks.s3 import get_json, get_jsonl, list_objects, s3_client
@@ -100,6 +101,8 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
     assert version_prefix + "README.md" in objects(settings, version_prefix)  # HF model card
     assert not [k for k in objects(settings, version_prefix) if k.endswith((".bin", ".pt"))]
     assert summary.train_examples_seen == min(2 * 4, summary.train_window_examples)
+    seen = f"saw {summary.train_examples_seen} of {summary.train_window_examples} examples"
+    assert seen in render(summary)  # the summary says how much of the data it used
 
     # LoRA B matrices start at zero: non-zero ones prove the weights were trained.
     local = settings.cache_dir / "pytest-adapter.safetensors"
