@@ -19,9 +19,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from record import save_figures, stored
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-RESULTS = ROOT / "bench" / "results.json"
 LABELLED = ROOT / "tests" / "data" / "pii_labelled.jsonl"
 TYPES = {"EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "CREDIT_CARD": "CREDIT_CARD"}
 TYPES |= {"IBAN_CODE": "IBAN", "US_SSN": "US_SSN", "IP_ADDRESS": "IP_ADDRESS", "PERSON": "PERSON"}
@@ -140,13 +141,17 @@ def main() -> None:
     args = parser.parse_args()
     run = {"pii": pii_scores, "redaction": redaction_speed, "suites": suites_on}[args.what]
     figures = run(args.n) if args.n else run()
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results.setdefault("data_gates", {})[args.what] = {
-        **figures,
-        "command": " ".join(["bench/data_gates.py", *sys.argv[1:]]),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    save_figures(
+        "data_gates",
+        {
+            **(stored("data_gates") or {}),
+            args.what: {
+                **figures,
+                "command": " ".join(["bench/data_gates.py", *sys.argv[1:]]),
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        },
+    )
     print(json.dumps(figures, indent=2))
 
 

@@ -22,11 +22,12 @@ to bench/figures/.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
+
+from record import save_figures
 
 from tasks.config import EvaluationSettings, PromotionSettings, Settings, apply_runtime_env
 
@@ -181,9 +182,7 @@ def main() -> None:
         "all_right": all(row["right"] for row in table),
         "scenarios": table,
     }
-    results_file = HERE / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.exists() else []
-    results_file.write_text(json.dumps([*results, entry], indent=2) + "\n")
+    save_figures("gate_decisions", entry)
     print(
         "| scenario | challenger vs champion | loss improvement [95% CI] | failed rules "
         "| decision | right |\n|---|---|---|---|---|---|"

@@ -18,10 +18,10 @@ import json
 import platform
 import time
 from datetime import UTC, datetime
-from pathlib import Path
+
+from record import save_figures
 
 TARGET_SPEEDUP = 4.0
-RESULTS = Path(__file__).with_name("results.json")
 
 
 def chat_examples(count: int) -> list[list[dict[str, str]]]:
@@ -107,8 +107,7 @@ def main() -> None:
     entry["passed"] = (
         min(entry["speedup_same_examples"], entry["speedup_examples_per_s"]) >= TARGET_SPEEDUP
     )
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    RESULTS.write_text(json.dumps([*results, entry], indent=2) + "\n")
+    save_figures("generation_speed", entry)
     print(json.dumps(entry, indent=2))
 
 

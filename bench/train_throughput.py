@@ -28,8 +28,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from record import save_figures
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results.json"
 # name → (packing, gradient_checkpointing); None = ours
 VARIANTS: dict[str, tuple[bool, bool] | None] = {
     "trl_default": (False, True),  # TRL's defaults: no packing, gradient checkpointing on
@@ -167,13 +168,6 @@ def run_child(name: str, args: argparse.Namespace) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def merge_results(entries: dict[str, dict]) -> None:
-    """Add or replace our entries in bench/results.json, keeping everyone else's."""
-    existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    existing.update(entries)
-    RESULTS.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2, help="Interleaved rounds per variant.")
@@ -246,7 +240,8 @@ def main() -> None:
             "peak host memory ≤ 4 GB": peak <= MEMORY_LIMIT_MB,
         }
         entries["train_throughput ours vs TRL default"]["checks"] = checks
-    merge_results(entries)
+    for key, figures in entries.items():
+        save_figures(key, figures)
     for name in runs:
         print(f"{name:20} median {median[name]:7.1f} tokens/s")
     for name, ok in checks.items():
