@@ -33,25 +33,28 @@ def promotion_loss(card: dict[str, Any]) -> tuple[str, float]:
     )
 
 
+def per_example_scores(
+    model: Any, tokenizer: Any, examples: list[dict[str, Any]], settings: Settings
+) -> list[tuple[float, int]]:
+    """(summed answer NLL, answer tokens) per example, input order: the monitor's one call into
+    the project's scoring, so the champion is judged exactly as at promotion.
+
+    `tasks.evaluate.score_examples` totals per category, so each example gets its own one here.
+    """
+    tagged = [{**e, "metadata": {"category": f"{i:08d}"}} for i, e in enumerate(examples)]
+    _, per_example = score_examples(
+        model, tokenizer, tagged, settings.evaluation.batch_size, settings.training.max_length
+    )
+    return [(m.loss * m.tokens, m.tokens) for _, m in sorted(per_example.items())]
+
+
 def answer_losses(
     settings: Settings, model: ModelRef, examples: list[dict[str, Any]]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-example answer NLL sums and token counts: the one place the monitor scores a model.
-
-    `score_examples` reports per category, so each example gets its own slice here.
-    """
+    """Per-example answer NLL sums and token counts of the model on the examples."""
     loaded, tokenizer = load_model(model)
-    tagged = [{**e, "metadata": {"category": f"{i:08d}"}} for i, e in enumerate(examples)]
-    _, per_example = score_examples(
-        loaded,
-        tokenizer,
-        tagged,
-        batch_size=settings.evaluation.batch_size,
-        max_length=settings.training.max_length,
-    )
-    metrics = [per_example[f"{i:08d}"] for i in range(len(examples))]
-    tokens = np.array([m.tokens for m in metrics], dtype=float)
-    return np.array([m.loss for m in metrics]) * tokens, tokens
+    scores = np.array(per_example_scores(loaded, tokenizer, examples, settings), dtype=float)
+    return scores[:, 0], scores[:, 1]
 
 
 def recent_examples(settings: Settings, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
