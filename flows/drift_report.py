@@ -36,7 +36,8 @@ def trend_chart(history: list[dict[str, Any]]) -> bytes:
             axis.scatter(*zip(*drifted, strict=True), color="red", zorder=3, label="drift")
         axis.set_title(name, fontsize=9)
         axis.tick_params(labelsize=7)
-    axes.flat[0].legend(fontsize=7)
+    if names:  # a run with no statistics (not enough data) has nothing to label
+        axes.flat[0].legend(fontsize=7)
     figure.supxlabel(f"monitor run (last {len(history)})", fontsize=8)
     figure.tight_layout()
     buffer = io.BytesIO()
