@@ -247,19 +247,29 @@ def monitor_timing(conversations: int) -> dict[str, Any]:
                 client, settings.s3.bucket, key, [r for r in window if r["timestamp"][:10] == day]
             )
         _register_smollm2_champion(settings, reference_key, Path(workdir))
-        started = time.perf_counter()
+        load_before = os.getloadavg()[0]
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = monitor(settings=settings)
-        seconds = time.perf_counter() - started
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+        load_after = os.getloadavg()[0]
         tasks = _task_seconds(result.run_id)
+    started = time.perf_counter()  # the data-drift task without MiniLM: what embeddings cost
+    compare_batches(reference, window, settings.drift, embeddings=False)
+    without_embeddings = time.perf_counter() - started
     return {
         "conversations": conversations,
         "reference_records": len(reference),
         "seconds": round(seconds, 1),
+        # CPU time of this process (all its threads) during the flow: what contention from
+        # other users of the machine does not inflate; on 2 idle cores wall ≈ cpu / 2 at best
+        "cpu_seconds": round(cpu_seconds, 1),
         "limit_s": MONITOR_LIMIT_S,
         "within_limit": seconds <= MONITOR_LIMIT_S,
         "verdict": result.verdict,
         "drifted": [s.name for s in result.statistics if s.drifted],
         "task_seconds": tasks,
+        "data_drift_without_embeddings_s": round(without_embeddings, 1),
+        "load_average_1min_before_after": [round(load_before, 2), round(load_after, 2)],
         "embedding_sample_per_side": settings.drift.embedding_sample,
         "champion_examples_scored": settings.drift.performance_examples,
     }

@@ -164,7 +164,10 @@ class DriftSettings(BaseModel):
         "must also beat a random classifier at `alpha`.",
     )
     performance_examples: int = Field(
-        128, ge=10, description="Recent conversations the champion is scored on."
+        64,
+        ge=10,
+        description="Recent conversations the champion is scored on: the monitor's largest cost "
+        "(SmolLM2 forward passes on CPU), and enough for a bootstrap interval.",
     )
     performance_min_examples: int = Field(
         30, ge=10, description="Fewer scored conversations report `not enough data`."
