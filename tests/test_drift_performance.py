@@ -30,7 +30,7 @@ def card_with_loss(loss: float) -> dict:
 
 
 def test_per_example_scores_add_up_to_the_promotion_metric(settings, tiny_ref):
-    examples = recent_examples(settings, make_logs(40, seed=11))
+    examples = recent_examples(settings, make_logs(24, seed=11))
     model, tokenizer = load_model(tiny_ref)
     rows = per_example_scores(model, tokenizer, examples, settings)
     overall, _ = score_examples(
@@ -43,17 +43,17 @@ def test_per_example_scores_add_up_to_the_promotion_metric(settings, tiny_ref):
 
 def test_same_quality_as_at_promotion_does_not_fire_a_clearly_worse_one_does(settings, tiny_ref):
     settings = settings.model_copy(
-        update={"drift": settings.drift.model_copy(update={"performance_examples": 60})}
+        update={"drift": settings.drift.model_copy(update={"performance_examples": 40})}
     )
     # the card's loss is the model's own loss on another window from the same distribution
-    nll, tokens = answer_losses(settings, tiny_ref, recent_examples(settings, make_logs(60, 12)))
+    nll, tokens = answer_losses(settings, tiny_ref, recent_examples(settings, make_logs(40, 12)))
     at_promotion = float(nll.sum() / tokens.sum())
-    window = make_logs(80, seed=13)
+    window = make_logs(60, seed=13)
 
     same = performance_drift(settings, tiny_ref, card_with_loss(at_promotion), window)
     assert not same.drifted, same
     assert same.detail["interval_low"] <= same.detail["recent_loss"] <= same.detail["interval_high"]
-    assert same.detail["examples"] == 60
+    assert same.detail["examples"] == 40
 
     # promoted at a loss 30% lower than it reaches now: the whole interval is worse
     worse = performance_drift(settings, tiny_ref, card_with_loss(at_promotion * 0.7), window)
