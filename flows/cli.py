@@ -18,12 +18,15 @@ from typing import Annotated
 
 import typer
 
+from flows import cli_monitor
 from flows.cli_registry import evaluate, registry_app
 from tasks.config import Settings, apply_runtime_env
 
 app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False)
 app.add_typer(registry_app, name="registry")
 app.command()(evaluate)
+app.command()(cli_monitor.drift)  # drift monitor commands: flows/cli_monitor.py
+app.command()(cli_monitor.monitor)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")]
 

@@ -456,6 +456,73 @@ class PromotionSettings(BaseModel):
     )
 
 
+class DriftSettings(BaseModel):
+    """The monitor: data drift of recent logs and performance drift of the champion.
+
+    Each statistic has an effect-size threshold; where the statistic has a test, drift also
+    needs its p-value below `alpha`, so small windows do not fire on noise.
+    """
+
+    window_hours: int = Field(24, ge=1, description="Recent window the monitor looks at.")
+    reference: str | None = Field(
+        None,
+        description="Reference batch (local JSONL/JSONL.gz file, folder or s3:// prefix) used "
+        "when there is no champion whose card names its training data.",
+    )
+    min_records: int = Field(
+        100, ge=20, description="A window with fewer records reports `not enough data`."
+    )
+    alpha: float = Field(0.01, gt=0, lt=0.5, description="Significance level of each test.")
+    max_js_distance: float = Field(
+        0.1, gt=0, le=1, description="Category/intent mix: Jensen-Shannon distance threshold."
+    )
+    max_ks_statistic: float = Field(
+        0.1, gt=0, le=1, description="Text lengths: Kolmogorov-Smirnov statistic threshold."
+    )
+    max_oov_increase: float = Field(
+        0.03, gt=0, le=1, description="Out-of-vocabulary token rate above the reference's own."
+    )
+    embedding_sample: int = Field(
+        300, ge=50, description="Conversations per side embedded for the domain classifier."
+    )
+    embedding_min_auc: float = Field(
+        0.55,
+        gt=0.5,
+        lt=1,
+        description="Domain classifier ROC-AUC threshold (Evidently uses 0.55); the AUC "
+        "must also beat a random classifier at `alpha`.",
+    )
+    performance_examples: int = Field(
+        64,
+        ge=10,
+        description="Recent conversations the champion is scored on: the monitor's largest cost "
+        "(SmolLM2 forward passes on CPU), and enough for a bootstrap interval.",
+    )
+    performance_min_examples: int = Field(
+        30, ge=10, description="Fewer scored conversations report `not enough data`."
+    )
+    max_loss_increase: float = Field(
+        0.10,
+        gt=0,
+        description="Relative loss increase over promotion time; the bootstrap interval's lower "
+        "end must exceed it.",
+    )
+    confidence_level: float = Field(0.95, gt=0.5, lt=1, description="Bootstrap interval level.")
+    bootstrap_resamples: int = Field(2000, ge=100, description="Bootstrap resamples.")
+    resolve_fraction: float = Field(
+        0.8,
+        gt=0,
+        lt=1,
+        description="Hysteresis: an active drift resolves only once its statistic is below "
+        "this fraction of the threshold.",
+    )
+    cooldown_hours: float = Field(
+        24, ge=0, description="No second `retrain.drift.detected` within this time."
+    )
+    history_runs: int = Field(30, ge=2, description="Runs kept for the trend chart.")
+    seed: int = Field(0, description="Seed for sampling, cross-validation and bootstrap.")
+
+
 class Settings(BaseSettings):
     """Everything a retrain run needs to know, in one place."""
 
@@ -477,6 +544,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
 
     @classmethod
     def settings_customise_sources(
