@@ -5,7 +5,7 @@ retrain run has processed the objects), posts one `support-logs.arrived` event p
 announced before, and remembers what it announced in `state/sensor-announced.json` (conditional
 write), so an object is announced once per ETag, not once per poll.
 
-    prefect deploy --prefect-file deployments/prefect.yaml --name sensor   # every minute
+    prefect deploy --prefect-file deployments/prefect.yaml --name s3-sensor  # every minute
     python -m flows.sensor                                                 # one poll, here
 """
 
@@ -60,10 +60,14 @@ def announce_new_objects(settings: Settings) -> int:
 
 
 @flow(name="sensor")
-def sensor(settings: Settings | None = None) -> int:
-    """Announce support logs that landed in S3 since the last poll as `support-logs.arrived`."""
+def sensor() -> int:
+    """Announce support logs that landed in S3 since the last poll as `support-logs.arrived`.
+
+    No parameters: the bucket and endpoint come from the worker's environment, like the
+    retrain deployment's.
+    """
     apply_runtime_env()
-    settings = settings or Settings()
+    settings = Settings()
     posted = announce_new_objects(settings)
     get_run_logger().info(
         "announced %d new object(s) under s3://%s/%s",

@@ -108,20 +108,23 @@ def test_bridge_turns_s3_notifications_into_arrived_events(settings: Settings, p
 
 @pytest.mark.integration
 def test_sensor_announces_each_new_object_once_and_leaves_the_watermark(
-    settings: Settings, prefect_api
+    settings: Settings, prefect_api, monkeypatch: pytest.MonkeyPatch
 ):
     s3 = settings.s3
+    # the sensor deployment takes no parameters: it reads the worker's environment
+    monkeypatch.setenv("RETRAIN_S3__BUCKET", s3.bucket)
+    monkeypatch.setenv("RETRAIN_S3__ENDPOINT_URL", s3.endpoint_url)
     client = s3_client(s3)
     first = [f"{s3.raw_prefix}dt=2026-11-20/part-{n}.jsonl" for n in range(3)]
     for key in first:
         client.put_object(Bucket=s3.bucket, Key=key, Body=b"{}\n")
 
-    assert sensor(settings=settings) == 3
-    assert sensor(settings=settings) == 0  # nothing new: nothing re-announced
+    assert sensor() == 3
+    assert sensor() == 0  # nothing new: nothing re-announced
     late = f"{s3.raw_prefix}dt=2026-11-21/late.jsonl.gz"
     client.put_object(Bucket=s3.bucket, Key=late, Body=LOG)
     client.put_object(Bucket=s3.bucket, Key=first[0], Body=b'{"changed": 1}\n')  # new ETag
-    assert sensor(settings=settings) == 2
+    assert sensor() == 2
 
     events = _arrived_events(s3.bucket, expected=5)
     keys = sorted(e.resource["s3.key"] for e in events)
