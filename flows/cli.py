@@ -18,9 +18,11 @@ from typing import Annotated
 
 import typer
 
+from flows.cli_events import events_app
 from tasks.config import Settings, apply_runtime_env
 
 app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False)
+app.add_typer(events_app, name="events")  # flows/cli_events.py: the S3 → Prefect event bridge
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")]
 

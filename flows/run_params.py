@@ -17,8 +17,7 @@ from typing import Annotated
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.retrain import retrain
-from flows.summary import RunSummary
+from flows.summary import RunSummary  # light; resolvable, so Prefect reads the signature
 from tasks.config import Settings, apply_runtime_env
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -67,5 +66,9 @@ def retrain_deployment(params: RunParams = RunParams()) -> RunSummary:  # noqa: 
     """Retrain one model with the worker's infrastructure settings and the run's choices."""
     apply_runtime_env()
     get_run_logger().info("retrain of %s started: %s", params.model_name, params.reason)
+    # imported here, not at module level: the pipeline's libraries (torch, transformers, GX)
+    # take seconds to import, and the run shows as Running (with this log line) meanwhile
+    from flows.retrain import retrain
+
     # .fn: the pipeline runs as this flow run (one run in the UI), not as a nested one
     return retrain.fn(settings=settings_for(params))
