@@ -139,3 +139,50 @@ def test_prefect_deploy_creates_schedules_triggers_and_one_run_per_burst(prefect
         reasons = sorted(r.parameters["params"]["reason"] for r in runs)
         assert reasons[0] == "drift detected: golden loss up 12%"
         assert len(runs) == 2
+
+
+@pytest.mark.integration
+def test_notify_automation_fires_on_a_data_rejected_retrain(prefect_api, monkeypatch):
+    from prefect.blocks.notifications import SlackWebhook
+    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.events.schemas.automations import AutomationCore
+
+    block_id = SlackWebhook(url="http://127.0.0.1:9/unreachable").save("ops-test", overwrite=True)
+    monkeypatch.setenv("NOTIFY_BLOCK_ID", str(block_id))
+    spec = yaml.safe_load(
+        os.path.expandvars((ROOT / "deployments/automations/notify-on-failure.yaml").read_text())
+    )
+    automation = AutomationCore.model_validate(spec)
+    with get_client(sync_client=True) as client:
+        automation_id = client.create_automation(automation)
+        rejected = Event(
+            event="retrain.data.rejected",
+            occurred=datetime.now(UTC),
+            resource={"prefect.resource.id": "retrain.model.support-bot"},
+            related=[
+                {
+                    "prefect.resource.id": f"prefect.flow.{uuid.uuid4()}",
+                    "prefect.resource.role": "flow",
+                    "prefect.resource.name": "retrain",
+                }
+            ],
+            payload={"report": "reports/run-1/quality.html"},
+        )
+        unrelated = rejected.model_copy(update={"id": uuid.uuid4(), "related": []})
+        post_events([rejected, unrelated])
+
+        def action_events() -> list[Event]:
+            # a new filter each time: its default `occurred.until` is the moment it is built
+            acted = EventFilter(event=EventNameFilter(prefix=["prefect.automation.action."]))
+            return client.read_events(filter=acted, limit=50).events
+
+        deadline = time.monotonic() + 30
+        while not action_events():
+            assert time.monotonic() < deadline, "the automation did not act on the rejection"
+            time.sleep(0.5)
+        time.sleep(2)
+        fired = action_events()
+        # acted once, for the rejection of a retrain run, not for the unrelated event
+        assert {e.resource.id for e in fired} == {f"prefect.automation.{automation_id}"}
+        triggering = {r.id for e in fired for r in e.related if r.role == "triggering-event"}
+        assert triggering == {f"prefect.event.{rejected.id}"}
