@@ -48,3 +48,13 @@ bench: install
 
 clean:
 	rm -rf .demo .pytest_cache .ruff_cache
+
+# The product as Prefect deployments on this machine (deployments/local_stack.py): moto S3 + SQS,
+# a Prefect server on SQLite, the cpu/gpu pools, every deployment, a worker per pool and the
+# S3 → event bridge. `make down` stops exactly those processes (ids in .stack/pids.json).
+.PHONY: up down
+up: install
+	$(BIN)/python deployments/local_stack.py up
+
+down:
+	$(BIN)/python deployments/local_stack.py down

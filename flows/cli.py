@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from flows import cli_monitor
+from flows.cli_events import events_app
 from flows.cli_registry import evaluate, registry_app
 from tasks.config import Settings, apply_runtime_env
 
@@ -27,6 +28,7 @@ app.add_typer(registry_app, name="registry")
 app.command()(evaluate)
 app.command()(cli_monitor.drift)  # drift monitor commands: flows/cli_monitor.py
 app.command()(cli_monitor.monitor)
+app.add_typer(events_app, name="events")  # flows/cli_events.py: the S3 → Prefect event bridge
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")]
 

@@ -18,9 +18,9 @@ def test_the_monitor_is_scheduled_and_its_event_triggers_the_retrain_deployment(
     deployments = {d["name"]: d for d in yaml.safe_load(PREFECT_YAML.read_text())["deployments"]}
     monitor = deployments["drift-monitor"]
     assert load_flow_from_entrypoint(monitor["entrypoint"]).name == "monitor"
-    assert monitor["schedules"] and monitor["concurrency_limit"] == 1
+    assert monitor["schedules"] and monitor["concurrency_limit"]["limit"] == 1
 
-    retrain = deployments["nightly"]
+    retrain = deployments["support-bot"]
     triggers = [DeploymentEventTrigger.model_validate(t) for t in retrain["triggers"]]
     drift = [t for t in triggers if EVENT in t.expect]
     assert len(drift) == 1 and drift[0].enabled

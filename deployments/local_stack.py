@@ -1,0 +1,181 @@
+"""`make up` / `make down`: the whole product on this machine, the way it runs in production.
+
+up:   moto S3 (+ SQS for the bucket's notifications), a Prefect server on SQLite, the `cpu` and
+      `gpu` work pools, every deployment from deployments/prefect.yaml, one worker per pool and
+      the S3 → Prefect event bridge; prints the UI address.
+down: stops exactly the processes `up` started (their ids are in .stack/pids.json).
+
+    python deployments/local_stack.py up [--prefect-port 4200] [--s3-port 5055]
+    python deployments/local_stack.py down
+
+Logs of each process: .stack/logs/<name>.log. Another Prefect database (Postgres) or real S3:
+see the README section "Running it as deployments".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK = ROOT / ".stack"
+PIDS = STACK / "pids.json"
+BIN = Path(sys.executable).parent
+POOLS = {"cpu": "process", "gpu": "process"}  # gpu: a process pool on a GPU host (see README)
+QUEUE = "support-logs-arrived"
+
+
+def _env(prefect_port: int, s3_port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PREFECT_HOME": str(STACK / "prefect"),  # the server's SQLite database lives here
+        "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",  # pick up a triggered run within seconds
+        "RETRAIN_PROJECT_DIR": str(ROOT),
+        "RETRAIN_TIMEZONE": os.environ.get("RETRAIN_TIMEZONE", "UTC"),
+        "RETRAIN_S3__ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+        # moto accepts any credentials; boto3 needs some to sign requests
+        "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local-stack"),
+        "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local-stack"),
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    }
+
+
+def _start(name: str, command: list[str], env: dict[str, str], pids: dict[str, int]) -> None:
+    log = (STACK / "logs" / f"{name}.log").open("ab")
+    # own session: `down` signals this process group only, nothing else on the machine
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    pids[name] = process.pid
+    PIDS.write_text(json.dumps(pids, indent=2))
+
+
+def _wait_for(url: str, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"{what} did not answer at {url} within {timeout:.0f} s: see {STACK}/logs/")
+
+
+def _prefect(env: dict[str, str], *args: str) -> None:
+    subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", *args], cwd=ROOT, env=env, check=True, timeout=300
+    )
+
+
+def _s3_notifications(env: dict[str, str]) -> str:
+    """The bucket, and its object-created notifications into an SQS queue; returns the queue."""
+    import boto3
+
+    sys.path.insert(0, str(ROOT))
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("AWS_", "RETRAIN_"))})
+    from tasks.config import Settings
+    from tasks.s3 import ensure_bucket, s3_client
+
+    s3 = Settings().s3
+    ensure_bucket(s3_client(s3), s3.bucket)
+    sqs = boto3.client("sqs", endpoint_url=s3.endpoint_url, region_name=s3.region)
+    queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    s3_client(s3).put_bucket_notification_configuration(
+        Bucket=s3.bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {"QueueArn": arn["Attributes"]["QueueArn"], "Events": ["s3:ObjectCreated:*"]}
+            ]
+        },
+    )
+    return queue_url
+
+
+def up(prefect_port: int, s3_port: int) -> None:
+    if PIDS.exists():
+        raise SystemExit(f"{PIDS} exists: the stack is up already (run `make down` first)")
+    started = time.monotonic()
+    (STACK / "logs").mkdir(parents=True, exist_ok=True)
+    env = _env(prefect_port, s3_port)
+    pids: dict[str, int] = {}
+    _start("s3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], env, pids)
+    server = ["server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)]
+    _start("prefect-server", [str(BIN / "prefect"), *server], env, pids)
+    _wait_for(f"http://127.0.0.1:{s3_port}/moto-api/", "moto S3", 60)
+    queue_url = _s3_notifications(env)
+    _wait_for(f"{env['PREFECT_API_URL']}/health", "the Prefect server", 180)
+    for pool, pool_type in POOLS.items():
+        _prefect(env, "work-pool", "create", pool, "--type", pool_type, "--overwrite")
+    _prefect(env, "deploy", "--prefect-file", "deployments/prefect.yaml", "--all")
+    for pool in POOLS:
+        _start(
+            f"worker-{pool}", [str(BIN / "prefect"), "worker", "start", "--pool", pool], env, pids
+        )
+    bridge = ["-m", "flows.cli_events", "bridge", "--queue-url", queue_url]
+    _start("s3-bridge", [sys.executable, *bridge], env, pids)
+    time.sleep(3)
+    if exited := [name for name, pid in pids.items() if not _alive(pid)]:
+        raise SystemExit(f"{', '.join(exited)} exited at start: see {STACK}/logs/; `make down`")
+    print(
+        f"\nup in {time.monotonic() - started:.0f} s\n"
+        f"  Prefect UI   http://127.0.0.1:{prefect_port}\n"
+        f"  S3 (moto)    {env['RETRAIN_S3__ENDPOINT_URL']}  bucket from RETRAIN_S3__BUCKET\n"
+        f"  try:         PREFECT_API_URL={env['PREFECT_API_URL']} "
+        f"RETRAIN_S3__ENDPOINT_URL={env['RETRAIN_S3__ENDPOINT_URL']} retrain seed --days 3\n"
+        f"  logs         {STACK}/logs/   stop with `make down`"
+    )
+
+
+def down() -> None:
+    if not PIDS.exists():
+        print("nothing to stop: no .stack/pids.json")
+        return
+    pids: dict[str, int] = json.loads(PIDS.read_text())
+    for name, pid in reversed(pids.items()):  # workers and bridge before the server and S3
+        try:
+            os.killpg(pid, signal.SIGTERM)  # the group `up` created for this process
+            print(f"stopped {name} (pid {pid})")
+        except ProcessLookupError:
+            print(f"{name} (pid {pid}) had already exited")
+    deadline = time.monotonic() + 20
+    for pid in pids.values():
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    PIDS.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["up", "down"])
+    parser.add_argument("--prefect-port", type=int, default=4200)
+    parser.add_argument("--s3-port", type=int, default=5055)
+    args = parser.parse_args()
+    if args.action == "up":
+        up(args.prefect_port, args.s3_port)
+    else:
+        down()
+
+
+if __name__ == "__main__":
+    main()
