@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -25,7 +26,8 @@ def monitor_settings(settings):
     drift = settings.drift.model_copy(
         update={"embedding_sample": 60, "performance_examples": 40, "performance_min_examples": 20}
     )
-    return settings.model_copy(update={"drift": drift})
+    # its own model name: other tests emit drift events for support-bot on the shared server
+    return settings.model_copy(update={"drift": drift, "model_name": f"bot-{uuid.uuid4().hex[:8]}"})
 
 
 def put_logs(settings, key: str, records: list[dict]) -> str:
