@@ -136,6 +136,15 @@ def test_more_new_pii_in_replies_blocks(baseline):
     assert any("new personal data" in r for r in decision.reasons)
 
 
+def test_one_more_flagged_reply_is_noise_not_a_block(baseline):
+    pii = np.zeros(160)
+    pii[7] = 1.0  # one reply out of 160 flagged for the challenger only
+    decision = decide(reports(rows(baseline - 0.3, pii=pii), rows(baseline)), POLICY)
+    assert decision.promote, decision.reasons
+    safety = next(c for c in decision.checks if "personal data" in c.detail)
+    assert safety.passed and "challenger only 1, for the incumbent only 0" in safety.detail
+
+
 def test_a_regression_on_recent_conversations_blocks(baseline):
     good = reports(rows(baseline - 0.3), rows(baseline))
     recent = reports(rows(baseline + 0.5), rows(baseline))[GOLDEN]
