@@ -121,18 +121,7 @@ def paired_interval(
     if np.allclose(new - old, observed):  # no spread (e.g. the same model twice): no noise
         low = high = observed
     else:
-        result = bootstrap(
-            (new, old),
-            _mean_improvement,
-            paired=True,
-            vectorized=True,
-            n_resamples=policy.bootstrap_resamples,
-            confidence_level=policy.confidence,
-            method="BCa",
-            rng=np.random.default_rng(policy.seed),
-        )
-        low, high = result.confidence_interval
-        if not (np.isfinite(low) and np.isfinite(high)):  # BCa can fail on odd data
+        for method in ("BCa", "percentile"):  # BCa can fail on odd data: fall back
             result = bootstrap(
                 (new, old),
                 _mean_improvement,
@@ -140,10 +129,12 @@ def paired_interval(
                 vectorized=True,
                 n_resamples=policy.bootstrap_resamples,
                 confidence_level=policy.confidence,
-                method="percentile",
+                method=method,
                 rng=np.random.default_rng(policy.seed),
             )
             low, high = result.confidence_interval
+            if np.isfinite(low) and np.isfinite(high):
+                break
     sign = -1 if metric in LOWER_IS_BETTER else 1
     return Interval(
         metric=metric,

@@ -4,14 +4,13 @@ rollback, and clear errors for what cannot be done."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
+from test_registry import register
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.registry import CHAMPION, PREVIOUS, read_alias, register_version
+from tasks.registry import CHAMPION, PREVIOUS, read_alias
 from tasks.s3 import s3_client
 
 
@@ -24,20 +23,6 @@ def cli(settings, monkeypatch):
         return CliRunner().invoke(app, list(args))
 
     return invoke
-
-
-def register(settings, version: str, tmp_path: Path) -> None:
-    adapter = tmp_path / version
-    adapter.mkdir()
-    (adapter / "adapter_config.json").write_text("{}")
-    card = {
-        "version": version,
-        "created_at": datetime.now(UTC).isoformat(),
-        "status": "candidate",
-        "base_model": "unused",
-        "lineage": {"dataset_version": "d1"},
-    }
-    register_version.fn(settings, version, str(adapter), card)
 
 
 def alias(settings, name: str) -> str | None:

@@ -41,6 +41,7 @@ def register(settings, version: str, tmp_path: Path) -> None:
         "created_at": datetime.now(UTC).isoformat(),
         "status": "candidate",
         "base_model": "unused",
+        "lineage": {"dataset_version": "d1"},
     }
     register_version.fn(settings, version, str(adapter), card)
 
