@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from flows import cli_monitor
+from flows.cli_doctor import doctor, exit_unless_ready
 from flows.cli_events import events_app
 from flows.cli_registry import evaluate, registry_app
 from tasks.config import Settings, apply_runtime_env
@@ -29,6 +30,7 @@ app.command()(evaluate)
 app.command()(cli_monitor.drift)  # drift monitor commands: flows/cli_monitor.py
 app.command()(cli_monitor.monitor)
 app.add_typer(events_app, name="events")  # flows/cli_events.py: the S3 → Prefect event bridge
+app.command()(doctor)  # start-up checks: flows/cli_doctor.py
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")]
 
@@ -100,7 +102,9 @@ def run(
 ) -> None:
     """Run the retrain flow once against the configured S3 and Prefect API."""
     apply_runtime_env()
-    _run_and_print(Settings(), as_json, reprocess)
+    settings = Settings()
+    exit_unless_ready(settings)  # in seconds, before a Prefect server starts
+    _run_and_print(settings, as_json, reprocess)
 
 
 @app.command()

@@ -29,6 +29,7 @@ from tasks.drift_alerts import (
 from tasks.drift_data import DataDriftReport, DriftStatistic, compare_batches
 from tasks.drift_performance import performance_drift
 from tasks.drift_sources import Batch, read_batch, recent_window, training_batch
+from tasks.preflight_env import require_ready
 from tasks.registry import CHAMPION, current_champion, model_prefix
 from tasks.s3 import get_json, s3_client
 
@@ -113,6 +114,7 @@ def monitor(settings: Settings | None = None) -> MonitorResult:
     """
     apply_runtime_env()
     settings = settings or Settings()
+    require_ready(settings)  # credentials, S3, bucket, Prefect API, base model: fail in seconds
     now = datetime.now(UTC)
     run_id = str(flow_run.get_id() or now.strftime("local-%Y%m%dT%H%M%S"))
     messages: list[str] = []

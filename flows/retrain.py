@@ -22,6 +22,7 @@ from tasks.evaluate_api import evaluate_hosted
 from tasks.golden import golden_status
 from tasks.ingest import commit_watermark, find_new_objects, ingest_objects
 from tasks.policy import Decision, decide
+from tasks.preflight_env import require_ready
 from tasks.quality import validate_batch
 from tasks.registry import (
     apply_decision,
@@ -56,6 +57,7 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
     """
     apply_runtime_env()  # deployments start here, not in the CLI: offline and no analytics
     settings = settings or Settings()
+    require_ready(settings)  # credentials, S3, bucket, Prefect API, base model: fail in seconds
     run_id = str(flow_run.get_id() or datetime.now(UTC).strftime("local-%Y%m%dT%H%M%S"))
     summary = RunSummary(run_id=run_id, model_name=settings.model_name, bucket=settings.s3.bucket)
     # a fine-tuning provider past its cut-off refuses the run here, or reroutes it to local

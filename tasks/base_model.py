@@ -77,6 +77,32 @@ def resolve_base_model(name: str, cache_dir: Path) -> Path:
     )
 
 
+def base_model_problem(name: str, cache_dir: Path) -> str | None:
+    """Why `resolve_base_model(name, cache_dir)` would fail, found without loading anything;
+    None when it would succeed (the start-up checks call this before a run begins)."""
+    if name == SMOLLM2:
+        if _is_saved_model(cache_dir / "models" / SMOLLM2):
+            return None
+        try:
+            gguf = _packaged_gguf()
+        except FileNotFoundError as missing:
+            return str(missing)
+        return None if gguf.is_file() else f"the packaged model file {gguf} is missing"
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        return (
+            f"`training.base_model` is {name!r}, which is neither {SMOLLM2!r} nor an existing "
+            "directory: set RETRAIN_TRAINING__BASE_MODEL to one of those"
+        )
+    if not _is_saved_model(path):
+        return (
+            f"`training.base_model` directory {name!r} holds no config.json with *.safetensors "
+            "weights (only safetensors are loaded): save the model there with "
+            "`save_pretrained(dir)` or point RETRAIN_TRAINING__BASE_MODEL elsewhere"
+        )
+    return None
+
+
 def build_tiny_model(source_dir: Path, target_dir: Path, seed: int = 0) -> Path:
     """A randomly initialised model of the source's family, with its real tokenizer.
 

@@ -523,6 +523,17 @@ class DriftSettings(BaseModel):
     seed: int = Field(0, description="Seed for sampling, cross-validation and bootstrap.")
 
 
+class EnvCheckSettings(BaseModel):
+    """The start-up checks (tasks/preflight_env.py): how long a dead endpoint may hold a run up."""
+
+    connect_timeout_s: float = Field(
+        2.0, gt=0, le=60, description="Seconds to open a connection to S3 or the Prefect API."
+    )
+    read_timeout_s: float = Field(
+        3.0, gt=0, le=60, description="Seconds to wait for their first answer; no retries."
+    )
+
+
 class Settings(BaseSettings):
     """Everything a retrain run needs to know, in one place."""
 
@@ -545,6 +556,7 @@ class Settings(BaseSettings):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
+    env_check: EnvCheckSettings = Field(default_factory=EnvCheckSettings)
 
     @classmethod
     def settings_customise_sources(
