@@ -78,7 +78,7 @@ def flow_settings(settings, tiny_model_dir):
         update={
             "training": settings.training.model_copy(update={"base_model": str(tiny_model_dir)}),
             "dataset": settings.dataset.model_copy(
-                update={"golden_fraction": 0.1, "golden_max_examples": 16}
+                update={"golden_fraction": 0.1, "golden_max_examples": 16, "golden_min_examples": 8}
             ),
         }
     )
