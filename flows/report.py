@@ -9,7 +9,9 @@ from __future__ import annotations
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows import quality_report
 from flows.summary import RunSummary
+from tasks.config import QualitySettings
 from tasks.dataset import DatasetRef
 from tasks.ingest import IngestResult
 from tasks.quality import QualityReport
@@ -30,7 +32,7 @@ def ingest(result: IngestResult, objects: int) -> None:
     create_table_artifact(rows, key="retrain-ingest", description="1 ingest: records in and out")
 
 
-def quality(report: QualityReport) -> None:
+def quality(report: QualityReport, config: QualitySettings | None = None) -> None:
     rows = [
         {
             "check": c.name,
@@ -48,6 +50,7 @@ def quality(report: QualityReport) -> None:
         description=f"2 validate: quality gate {verdict}; PII redacted {report.pii_redactions}; "
         f"Data Docs under {report.data_docs_prefix}",
     )
+    quality_report.publish(report, config)  # bias findings and the Data Docs link
 
 
 def dataset(ref: DatasetRef) -> None:

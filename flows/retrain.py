@@ -81,7 +81,7 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
         settings, ingested.staging_key, run_id, ingested.quarantined, ingested.pii_redactions
     )
     summary = summary.with_quality(quality)
-    report.quality(quality)
+    report.quality(quality, settings.quality)
     if quality.verdict == "pending":  # too few records: the objects stay for the next run
         return report.finish(summary.model_copy(update={"decision": "data_pending"}))
     if quality.verdict == "rejected":

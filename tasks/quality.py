@@ -32,7 +32,7 @@ import pandas as pd
 from prefect import task
 from pydantic import BaseModel, Field
 
-from tasks.config import QualitySettings, Settings
+from tasks.config import QualitySettings, S3Settings, Settings
 from tasks.pii_check import count_leaks
 from tasks.s3 import get_jsonl, list_objects, put_json, s3_client, upload_dir
 
@@ -79,6 +79,7 @@ class QualityReport(BaseModel):
     redacted_key: str = ""
     report_key: str = ""
     data_docs_prefix: str = ""
+    data_docs_url: str = Field("", description="Data Docs index: s3:// URI or endpoint URL.")
     bias: dict[str, Any] = Field(default_factory=dict, description="Mix and segment tables.")
 
     def failed_summary(self) -> list[str]:
@@ -461,6 +462,14 @@ def bias_tables(mix: pd.DataFrame, segments: pd.DataFrame) -> dict[str, Any]:
     return {"mix": records(mix), "segments": records(segments)}
 
 
+def object_url(s3: S3Settings, key: str) -> str:
+    """Where a person opens an object: the endpoint's URL (path style) when one is configured
+    (moto, MinIO), else the s3:// URI."""
+    if s3.endpoint_url:
+        return f"{s3.endpoint_url.rstrip('/')}/{s3.bucket}/{key}"
+    return f"s3://{s3.bucket}/{key}"
+
+
 def reference_mix(rows: Iterable[dict[str, Any]]) -> pd.Series | None:
     """Category mix of support-log records or of chat examples with metadata (the golden set)."""
     categories = [r.get("category") or (r.get("metadata") or {}).get("category") for r in rows]
@@ -511,6 +520,7 @@ def validate_batch(
             "redacted_key": staging_key,
             "report_key": f"{s3.reports_prefix}{run_id}/quality.json",
             "data_docs_prefix": docs_prefix,
+            "data_docs_url": object_url(s3, f"{docs_prefix}index.html"),
         }
     )
     if report.verdict == "rejected":  # held back as the redacted staging copy

@@ -114,6 +114,8 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
     assert artifact_keys(summary.run_id) == {
         "retrain-ingest",
         "retrain-quality",
+        "retrain-bias",
+        "retrain-data-docs",
         "retrain-dataset",
         "retrain-training",
         "retrain-training-progress",

@@ -8,6 +8,7 @@ from pathlib import Path
 import batches
 import pytest
 
+from flows.quality_report import bias_markdown
 from tasks.config import QualitySettings
 from tasks.quality import conversation_frame, evaluate, reference_mix, validate_batch
 from tasks.s3 import get_json, list_objects, put_jsonl, s3_client
@@ -107,3 +108,19 @@ def test_validate_batch_writes_report_and_data_docs_without_values(settings):
     for obj in list_objects(client, settings.s3.bucket, f"{settings.s3.reports_prefix}r1/"):
         body = client.get_object(Bucket=settings.s3.bucket, Key=obj["Key"])["Body"].read()
         assert b"secret-marker" not in body, obj["Key"]
+
+
+def test_bias_report_shows_the_mix_and_the_failing_segment_without_record_text(tmp_path):
+    rows = batches.with_short_segment_replies(batches.clean_batch(), "typos")
+    reference = reference_mix(batches.clean_batch(seed=9))
+    report = gate(rows, tmp_path, reference=reference)
+    markdown = bias_markdown(report, QualitySettings())
+    assert "segments.reply_length_ratio (block)" in markdown
+    typos = next(line for line in markdown.splitlines() if line.startswith("| typos |"))
+    ratio = float(typos.split("|")[3])
+    assert ratio < QualitySettings().min_reply_length_ratio
+    categories = {r["category"] for r in rows}
+    shown = {line.split("|")[1].strip() for line in markdown.splitlines() if line.startswith("| ")}
+    assert categories <= shown  # every category of the batch, against its reference share
+    texts = {m["text"] for r in rows for m in r["messages"]} | {r["conversation_id"] for r in rows}
+    assert not [t for t in texts if t in markdown]
