@@ -74,3 +74,20 @@ def settings(
     )
     ensure_bucket(s3_client(settings.s3), bucket)
     return settings
+
+
+@pytest.fixture
+def flow_settings(settings: Settings, tiny_model_dir: Path) -> Settings:
+    """Settings for a whole retrain run on the tiny model: short replies, a small golden set."""
+    return settings.model_copy(
+        update={
+            "training": settings.training.model_copy(update={"base_model": str(tiny_model_dir)}),
+            # short replies: a tiny random model says nothing useful, and generating is slow
+            "evaluation": settings.evaluation.model_copy(
+                update={"max_new_tokens": 4, "max_length": 256, "sample_size": 2}
+            ),
+            "dataset": settings.dataset.model_copy(
+                update={"golden_fraction": 0.1, "golden_max_examples": 16, "golden_min_examples": 8}
+            ),
+        }
+    )

@@ -24,22 +24,6 @@ from tasks.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 
 
-@pytest.fixture
-def flow_settings(settings, tiny_model_dir):
-    return settings.model_copy(
-        update={
-            "training": settings.training.model_copy(update={"base_model": str(tiny_model_dir)}),
-            # short replies: a tiny random model says nothing useful, and generating is slow
-            "evaluation": settings.evaluation.model_copy(
-                update={"max_new_tokens": 4, "max_length": 256, "sample_size": 2}
-            ),
-            "dataset": settings.dataset.model_copy(
-                update={"golden_fraction": 0.1, "golden_max_examples": 16, "golden_min_examples": 8}
-            ),
-        }
-    )
-
-
 def seed(
     settings, limit: int, end: date, days: int = 3, bad_records: int = 0, shuffle: int = 7
 ) -> list[str]:

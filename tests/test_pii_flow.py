@@ -72,18 +72,6 @@ def planted_records() -> list[dict]:
     ]
 
 
-@pytest.fixture
-def flow_settings(settings, tiny_model_dir):
-    return settings.model_copy(
-        update={
-            "training": settings.training.model_copy(update={"base_model": str(tiny_model_dir)}),
-            "dataset": settings.dataset.model_copy(
-                update={"golden_fraction": 0.1, "golden_max_examples": 16, "golden_min_examples": 8}
-            ),
-        }
-    )
-
-
 def stored_text(client, bucket: str, key: str) -> str:
     body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     if key.endswith(".gz"):
