@@ -385,7 +385,12 @@ class EvaluationSettings(BaseModel):
         description="Tokens per scored example; longer prompts lose their oldest tokens, "
         "answers are kept whole.",
     )
-    max_new_tokens: int = Field(96, ge=1, description="Longest generated reply, in tokens.")
+    max_new_tokens: int = Field(
+        48,
+        ge=1,
+        description="Longest generated reply, in tokens (both models are cut alike; raise it "
+        "where generation is cheap, e.g. on a GPU).",
+    )
     sample_size: int = Field(
         6, ge=0, description="Redacted example replies shown in the evaluation artifact."
     )

@@ -16,6 +16,7 @@ go through `nlp.pipe` in batches via Presidio's BatchAnalyzerEngine.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -125,6 +126,9 @@ class Redactor:
         from presidio_anonymizer.entities import OperatorConfig
 
         _offline_tldextract()
+        # Presidio warns once per text for every spaCy label it does not map (ORDINAL, DATE…):
+        # thousands of lines per run that a user cannot act on
+        logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         self.config = config
         nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": config.spacy_model}])
         nlp_engine.nlp = {"en": spacy.load(config.spacy_model, exclude=UNUSED_SPACY_COMPONENTS)}
