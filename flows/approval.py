@@ -3,7 +3,7 @@
 With `promotion.require_approval` on, a run whose gate says "promote" pauses with
 `pause_flow_run(wait_for_input=Approval)`. The Prefect UI shows the run as Paused with a form
 (approve yes/no, reviewer, comment) under the decision artifact `retrain-decision`; resuming it
-with an answer continues the run. The answer is recorded in the registry's audit event. No
+with an answer continues the run. The answer is recorded on the card and in the audit event. No
 answer within `promotion.approval_timeout_s` counts as a rejection.
 
     # from a script instead of the UI

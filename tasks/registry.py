@@ -289,6 +289,11 @@ def move_champion(
         _update_with_retry(client, settings, _alias_key(settings, PREVIOUS), previous_body)
 
 
+def _review(audit: dict[str, Any]) -> dict[str, Any]:
+    """A reviewer's answer belongs on the card too, not only in the audit log."""
+    return {"approval": audit["approval"]} if "approval" in audit else {}
+
+
 def _promote(
     client: Any,
     settings: Settings,
@@ -307,7 +312,7 @@ def _promote(
             f"not promoted: the champion alias changed while this run decided (now {winner}); "
             "another promotion or rollback won the race. Re-evaluate against the new champion."
         ]
-        set_card_status(client, settings, version, "rejected")
+        set_card_status(client, settings, version, "rejected", **_review(audit))
         event = write_event(
             client, settings, "reject", {"version": version, "reasons": reasons + lost, **audit}
         )
@@ -315,7 +320,9 @@ def _promote(
             promoted=False, reasons=reasons + lost, event_key=event, champion=winner
         )
     promoted_at = datetime.now(UTC).isoformat()
-    set_card_status(client, settings, version, "promoted", promoted_at=promoted_at)
+    set_card_status(
+        client, settings, version, "promoted", promoted_at=promoted_at, **_review(audit)
+    )
     event = write_event(
         client,
         settings,
@@ -333,7 +340,7 @@ def apply_decision(
     client = s3_client(settings.s3)
     audit = {"run_id": run_id, **({"approval": decision.approval} if decision.approval else {})}
     if not decision.promote:
-        set_card_status(client, settings, version, "rejected")
+        set_card_status(client, settings, version, "rejected", **_review(audit))
         event = write_event(
             client, settings, "reject", {"version": version, "reasons": decision.reasons, **audit}
         )

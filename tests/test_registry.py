@@ -134,6 +134,24 @@ def test_a_run_that_read_a_stale_champion_is_told_and_rejected(settings, tmp_pat
     assert "another promotion or rollback won the race" in late.reasons[-1]
     assert alias(settings).body["version"] == "v1"
     assert status(settings, "v2") == "rejected"
+
+
+def test_a_reviewers_answer_is_on_the_card_and_in_the_audit_event(settings, tmp_path):
+    for version in ("v1", "v2"):
+        register(settings, version, tmp_path)
+    approved = {"approved": True, "reviewer": "ana", "comment": "replies read well"}
+    refused = {"approved": False, "reviewer": "bo", "comment": "too curt"}
+
+    apply_decision.fn(
+        settings, "v1", WIN.model_copy(update={"approval": approved}), champion_ref(settings), "r1"
+    )
+    refusal = Decision(promote=False, reasons=["rejected at approval"], approval=refused)
+    apply_decision.fn(settings, "v2", refusal, champion_ref(settings), "r2")
+
+    client = s3_client(settings.s3)
+    assert read_card(client, settings, "v1").body["approval"] == approved
+    assert read_card(client, settings, "v2").body["approval"] == refused
+    assert [event["approval"] for event in history(settings)[-2:]] == [approved, refused]
     assert history(settings)[-1]["kind"] == "reject"
 
 
