@@ -16,6 +16,7 @@ The per-example rows stay in the report, so the promotion gate can pair them by 
 from __future__ import annotations
 
 import random
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -126,7 +127,11 @@ def load_model(ref: ModelRef) -> LocalModel:
     if lora:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, ref.adapter_dir).merge_and_unload()
+        from tasks.train_local import PEFT_CHECKPOINTING_WARNING
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", PEFT_CHECKPOINTING_WARNING, FutureWarning)
+            model = PeftModel.from_pretrained(model, ref.adapter_dir).merge_and_unload()
     return LocalModel(model=model.eval(), tokenizer=tokenizer)
 
 

@@ -115,30 +115,46 @@ def _pad_id(tokenizer: Any) -> int:
 def teacher_forced(
     local: LocalModel, examples: Sequence[dict[str, Any]], batch_size: int, max_length: int
 ) -> list[tuple[float, int, int]]:
-    """(summed answer NLL, correct answer tokens, answer tokens) per example, input order."""
+    """(summed answer NLL, correct answer tokens, answer tokens) per example, input order.
+
+    Batches are grouped by length (little padding), and the head projects only the positions
+    that predict an answer token (`logits_to_keep` as a mask): prompt positions would cost a
+    vocabulary-sized row each and count for nothing.
+    """
     import torch
     import torch.nn.functional as F
 
     pad_id = _pad_id(local.tokenizer)
-    results = []
-    for start in range(0, len(examples), batch_size):
-        batch = examples[start : start + batch_size]
-        encoded = [encode_example(local.tokenizer, e["messages"], max_length) for e in batch]
-        width = max(len(ids) for ids, _ in encoded)
-        input_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids, _ in encoded])
-        labels = torch.tensor([lab + [IGNORE] * (width - len(lab)) for _, lab in encoded])
-        lengths = torch.tensor([len(ids) for ids, _ in encoded])
+    encoded = [encode_example(local.tokenizer, e["messages"], max_length) for e in examples]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    results: list[tuple[float, int, int]] = [(0.0, 0, 0)] * len(encoded)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = max(len(encoded[i][0]) for i in rows)
+        input_ids = torch.tensor(
+            [encoded[i][0] + [pad_id] * (width - len(encoded[i][0])) for i in rows]
+        )
+        labels = torch.tensor(
+            [encoded[i][1] + [IGNORE] * (width - len(encoded[i][1])) for i in rows]
+        )
+        lengths = torch.tensor([len(encoded[i][0]) for i in rows])
         attention = (torch.arange(width) < lengths.unsqueeze(1)).long()
+        # position t predicts token t+1: keep the positions whose next token is an answer token
+        predicts_answer = torch.zeros_like(labels, dtype=torch.bool)
+        predicts_answer[:, :-1] = labels[:, 1:] != IGNORE
         with torch.inference_mode():
-            logits = local.model(input_ids=input_ids, attention_mask=attention).logits.float()
-        logits, targets = logits[:, :-1], labels[:, 1:]  # position t predicts token t+1
-        mask = targets != IGNORE
-        nll = F.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
-        correct = (logits.argmax(-1) == targets) & mask
-        for row in range(len(batch)):
-            results.append(
-                (float((nll[row] * mask[row]).sum()), int(correct[row].sum()), int(mask[row].sum()))
-            )
+            logits = local.model(
+                input_ids=input_ids, attention_mask=attention, logits_to_keep=predicts_answer
+            ).logits.float()
+        targets = labels[:, 1:][predicts_answer[:, :-1]]
+        row_of = predicts_answer.nonzero()[:, 0]
+        nll = F.cross_entropy(logits, targets, reduction="none")
+        correct = (logits.argmax(-1) == targets).long()
+        nll_sum = torch.zeros(len(rows)).index_add_(0, row_of, nll)
+        correct_sum = torch.zeros(len(rows), dtype=torch.long).index_add_(0, row_of, correct)
+        answer_tokens = torch.bincount(row_of, minlength=len(rows))
+        for row, i in enumerate(rows):
+            results[i] = (float(nll_sum[row]), int(correct_sum[row]), int(answer_tokens[row]))
     return results
 
 

@@ -6,7 +6,14 @@ import pytest
 
 from tasks.config import EvaluationSettings
 from tasks.evaluate import GOLDEN, ModelRef, aggregate, build_report, load_model
-from tasks.scoring import IGNORE, LocalModel, encode_example, generate_ids, score_examples
+from tasks.scoring import (
+    IGNORE,
+    LocalModel,
+    encode_example,
+    generate_ids,
+    score_examples,
+    teacher_forced,
+)
 
 CONFIG = EvaluationSettings(
     batch_size=4, generation_batch_size=4, max_length=128, max_new_tokens=6, sample_size=2
@@ -71,6 +78,21 @@ def test_batched_greedy_generation_matches_one_at_a_time(talkative):
     single = generate_ids(talkative, conversations, 1, max_new_tokens=6, max_length=128)
     assert batched == single
     assert len({tuple(ids) for ids in batched}) > 1  # replies really depend on the prompt
+
+
+def test_teacher_forced_loss_is_the_models_own_loss_on_the_answer(talkative):
+    """Only answer positions reach the head, in length-sorted batches: the numbers must still be
+    the model's own cross-entropy over the answer, per example, in input order."""
+    import torch
+
+    examples = [example(i, "ORDER", answer="Sure. " * (i % 5 + 1)) for i in (4444, 1, 333, 22)]
+    rows = teacher_forced(talkative, examples, batch_size=3, max_length=128)
+    for item, (nll, _, tokens) in zip(examples, rows, strict=True):
+        ids, labels = encode_example(talkative.tokenizer, item["messages"], max_length=128)
+        with torch.no_grad():
+            own = talkative.model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]))
+        assert tokens == sum(label != IGNORE for label in labels)
+        assert nll / tokens == pytest.approx(own.loss.item(), rel=1e-4)
 
 
 def test_scores_do_not_depend_on_batching_or_padding(tiny):
