@@ -63,7 +63,7 @@ def train_adapter(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
 
-    from tasks.train_local import lora_config, sft_config, to_prompt_completion
+    from tasks.train_local import detect_hardware, lora_config, sft_config, to_prompt_completion
 
     training = Settings().training.model_copy(
         update={"max_steps": steps, "seed": seed, "batch_size": 4, "max_length": 256}
@@ -77,7 +77,7 @@ def train_adapter(
     data = Dataset.from_list([to_prompt_completion(r) for r in rows]).shuffle(seed=seed)
     trainer = SFTTrainer(
         model=model,
-        args=sft_config(training, out, on_gpu=False, bf16=False),
+        args=sft_config(training, out, detect_hardware(training), steps, validate=False),
         train_dataset=data,
         processing_class=tokenizer,
         peft_config=lora_config(training),
