@@ -3,7 +3,11 @@ organisation's own contact details and Bitext's `{{placeholders}}` are not perso
 
 from __future__ import annotations
 
+import csv
+import json
 from collections import Counter
+from itertools import islice
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,6 +15,8 @@ import pytest
 from tasks.config import PiiSettings
 from tasks.pii import get_redactor
 from tasks.pii_check import count_leaks
+
+LABELLED = Path(__file__).parent / "data" / "pii_labelled.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +94,46 @@ def test_independent_leak_detector_finds_what_redaction_would_remove():
     # a value may match two kinds (an SSN looks like a phone number too): any count blocks
     assert (leaks.sum(axis=1) > 0).tolist() == [True] * 5 + [False] * 2
     assert leaks[["pii_email", "pii_card", "pii_iban", "pii_ssn"]].sum().tolist() == [1, 1, 1, 1]
+
+
+def test_repeated_texts_are_analysed_once_but_counted_each_time(redactor):
+    counts: Counter[str] = Counter()
+    texts = ["mail me at ann@example.org", "thanks", "mail me at ann@example.org"]
+    assert redactor.redact_texts(texts, counts) == [
+        "mail me at <EMAIL>",
+        "thanks",
+        "mail me at <EMAIL>",
+    ]
+    assert counts == {"EMAIL": 2}
+
+
+def test_skipping_ner_where_no_name_can_be_kept_changes_no_finding(redactor):
+    """The gate (`may_hold_name`) against running NER on every text, one by one, on the
+    labelled set, its lower-cased copy (names spaCy may still tag, which the redactor drops)
+    and Bitext's customer messages (about half have no capital letter)."""
+    from tasks.pii import may_hold_name
+    from tasks.sample_data import bundled_csv
+
+    labelled = [json.loads(line)["text"] for line in LABELLED.read_text().splitlines()]
+    with bundled_csv().open() as file:
+        bitext = [row["instruction"] for row in islice(csv.DictReader(file), 300)]
+    texts = labelled + [t.lower() for t in labelled] + bitext
+    assert 0 < sum(map(may_hold_name, texts)) < len(texts)  # both paths are exercised
+    engine = redactor.batch.analyzer_engine
+    every_text_through_ner = [
+        redactor._keep(
+            text,
+            engine.analyze(
+                text=text,
+                language="en",
+                entities=redactor.config.entities,
+                score_threshold=redactor.config.score_threshold,
+            ),
+        )
+        for text in texts
+    ]
+
+    def spans(findings: list[list]) -> list[set[tuple]]:
+        return [{(r.entity_type, r.start, r.end) for r in found} for found in findings]
+
+    assert spans(redactor.analyze(texts)) == spans(every_text_through_ner)
