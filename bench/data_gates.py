@@ -23,6 +23,7 @@ import time
 import types
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from record import save_figures, stored
 
@@ -101,18 +102,20 @@ def redaction_records(n: int, distinct: bool = False) -> list[dict]:
     return records
 
 
-def baseline_pii_module(ref: str) -> types.ModuleType:
-    """tasks/pii.py as it was at a git ref, loaded beside the current one, so the old and the
-    new redaction are timed in one process on the same data (contention hits both)."""
+def module_at(ref: str, path: str, name: str) -> types.ModuleType:
+    """A module of this repository as it was at a git ref, loaded beside the current one, so
+    the old and the new code are timed in one process on the same data (contention hits
+    both)."""
     source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{ref}:tasks/pii.py"],
+        ["git", "-C", str(ROOT), "show", f"{ref}:{path}"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    module = types.ModuleType("pii_baseline")
-    sys.modules["pii_baseline"] = module
-    exec(compile(source, f"{ref}:tasks/pii.py", "exec"), module.__dict__)
+    module = types.ModuleType(name)
+    module.__file__ = str(ROOT / path)  # where it lives, for paths it builds from its own
+    sys.modules[name] = module
+    exec(compile(source, f"{ref}:{path}", "exec"), module.__dict__)
     return module
 
 
@@ -190,7 +193,7 @@ def redaction_speed(
         "target_s": 60,
     }
     if baseline:
-        old = baseline_pii_module(baseline).get_redactor(PiiSettings())
+        old = module_at(baseline, "tasks/pii.py", "pii_baseline").get_redactor(PiiSettings())
         old_seconds, old_redacted, old_figures = redact_timed(old, records)
         seconds, redacted, _ = redact_timed(redactor, records)  # again, right after the old one
         result["baseline"] = {
@@ -208,27 +211,67 @@ def redaction_speed(
 
 
 def suites_on(n: int = 1_000_000, baseline: str | None = None) -> dict:
+    """Every suite on n records; with `baseline`, also with tasks/quality.py and
+    tasks/pii_check.py of that git ref, on the same records, and compare every check."""
     import batches
 
     from tasks.config import QualitySettings
     from tasks.quality import evaluate
 
+    started = time.perf_counter()
+    import great_expectations  # noqa: F401  (imports paid once per process, timed apart)
+    import profanity_check  # noqa: F401
+
+    import_s = time.perf_counter() - started
     records = batches.clean_batch(20_000)
     records = [dict(records[i % 20_000], conversation_id=f"c-{i}") for i in range(n)]
     config = QualitySettings(max_duplicate_fraction=1.0)  # the 20,000 texts repeat on purpose
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as docs:
-        report = evaluate(records, config, 0, None, Path(docs))
-    seconds = time.perf_counter() - started
-    return {
+
+    def timed(evaluate_batch) -> tuple[float, Any]:
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as docs:
+            report = evaluate_batch(records, config, 0, None, Path(docs))
+        return time.perf_counter() - started, report
+
+    seconds, report = timed(evaluate)
+    result = {
         "records": n,
         "seconds": round(seconds, 2),
+        "import_gx_and_classifier_seconds": round(import_s, 2),
         "peak_rss_gb": round(peak_rss_gb(), 2),
         "verdict": report.verdict,
         "checks": len(report.checks),
         "target_s": 30,
         "target_peak_gb": 4,
     }
+    if baseline:
+        old = module_at(baseline, "tasks/quality.py", "quality_baseline")
+        old.count_leaks = module_at(
+            baseline, "tasks/pii_check.py", "pii_check_baseline"
+        ).count_leaks
+        old_seconds, old_report = timed(old.evaluate)
+        seconds, report = timed(evaluate)  # again, right after the old one
+
+        def outcomes(checks) -> list[tuple]:
+            return [(c.name, c.result, c.observed) for c in checks]
+
+        result["baseline"] = {
+            "ref": baseline,
+            "seconds": round(old_seconds, 2),
+            "current_seconds_same_run": round(seconds, 2),
+            "speedup": round(old_seconds / seconds, 2),
+            "same_verdict": old_report.verdict == report.verdict,
+            "checks_differing": [
+                name
+                for (name, *a), (_, *b) in zip(
+                    outcomes(old_report.checks), outcomes(report.checks), strict=True
+                )
+                if a != b
+            ],
+            "peak_rss_gb_both": round(peak_rss_gb(), 2),
+        }
+    result["load_average"] = os.getloadavg()
+    return result
 
 
 def main() -> None:

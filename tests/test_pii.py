@@ -137,3 +137,19 @@ def test_skipping_ner_where_no_name_can_be_kept_changes_no_finding(redactor):
         return [{(r.entity_type, r.start, r.end) for r in found} for found in findings]
 
     assert spans(redactor.analyze(texts)) == spans(every_text_through_ner)
+
+
+def test_leak_detector_counts_every_row_whatever_the_separators_and_digits():
+    """Each distinct text is checked once and its counts go to every row that holds it; the
+    vectorised prefilter must let through what the exact patterns catch (Unicode spaces,
+    non-ASCII digits)."""
+    phone = "call +49\u00a030\u00a09018\u00a02000"  # no-break spaces
+    ssn = "ssn \u0661\u0662\u0663-\u0664\u0665-\u0666\u0667\u0668\u0669"  # Arabic-Indic digits
+    texts = pd.Series(
+        [phone, "ring 030\u20099018\u20092000 today", "a.b@c.org", phone, None, "", "ok", ssn]
+    )
+    leaks = count_leaks(texts)
+    assert leaks["pii_phone"].tolist() == [1, 1, 0, 1, 0, 0, 0, 1]
+    assert leaks["pii_email"].tolist() == [0, 0, 1, 0, 0, 0, 0, 0]
+    assert leaks["pii_ssn"].tolist() == [0] * 7 + [1]
+    assert leaks.index.equals(texts.index)

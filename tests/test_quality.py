@@ -105,6 +105,8 @@ def test_validate_batch_writes_report_and_data_docs_without_values(settings):
     assert get_json(client, settings.s3.bucket, report.report_key).body["verdict"] == "passed"
     docs = list_objects(client, settings.s3.bucket, report.data_docs_prefix)
     assert any(o["Key"].endswith("index.html") for o in docs)
+    for suite in settings.quality.suites:  # Data Docs are built once, for every suite
+        assert any(f"/validations/{suite}/" in o["Key"] for o in docs), suite
     for obj in list_objects(client, settings.s3.bucket, f"{settings.s3.reports_prefix}r1/"):
         body = client.get_object(Bucket=settings.s3.bucket, Key=obj["Key"])["Body"].read()
         assert b"secret-marker" not in body, obj["Key"]
