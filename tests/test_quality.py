@@ -103,7 +103,7 @@ def test_validate_batch_writes_report_and_data_docs_without_values(settings):
 
     assert report.verdict == "passed", report.failed_critical
     assert get_json(client, settings.s3.bucket, report.report_key).body["verdict"] == "passed"
-    docs = list_objects(client, settings.s3.bucket, report.data_docs_prefix)
+    docs = list(list_objects(client, settings.s3.bucket, report.data_docs_prefix))
     assert any(o["Key"].endswith("index.html") for o in docs)
     for suite in settings.quality.suites:  # Data Docs are built once, for every suite
         assert any(f"/validations/{suite}/" in o["Key"] for o in docs), suite
