@@ -10,8 +10,9 @@ expectations are SQL-only, so the suites run on computed columns built here with
 - `mix_frame`: one row per intent / category with its share and its reference share;
 - `segment_frame`: one row per customer segment compared with the rest.
 
-Verdict: `rejected` when a block check fails, `pending` when the only failure is too few records
-(the objects are carried into the next run), else `passed`. Only counts and check names leave
+Verdict (`verdict`): `passed` when no block check fails; `pending` when the batch has fewer than
+`quality.min_records` records and no record-level check fails (the objects are carried into the
+next run: shares on a few records are noise); else `rejected`. Only counts and check names leave
 this module; GX runs with a result format that keeps no unexpected values, so Data Docs never
 show a record.
 
@@ -59,6 +60,11 @@ class CheckResult(BaseModel):
     success: bool
     result: Literal["pass", "fail", "skipped"] = "pass"
     severity: Severity
+    record_level: bool = Field(
+        False,
+        description="Fails on particular records (a leaked value, a future timestamp), whatever "
+        "the batch size; other checks judge shares, which need `quality.min_records` records.",
+    )
     observed: str = ""
     unexpected: int | None = None
     description: str = ""
@@ -307,6 +313,7 @@ def _check(expectation: dict[str, Any], **fields: Any) -> CheckResult:
         expectation=expectation["type"],
         column=expectation["kwargs"].get("column"),
         severity=meta.get("severity", "block"),
+        record_level=bool(meta.get("record_level", False)),
         description=meta.get("description", ""),
         **fields,
     )
@@ -420,10 +427,18 @@ def quarantine_check(accepted: int, quarantined: int, limit: float) -> CheckResu
 
 
 def verdict(checks: list[CheckResult]) -> Verdict:
-    failed = {c.name for c in checks if c.result == "fail" and c.severity == "block"}
-    if failed - {MIN_RECORDS_CHECK}:
-        return "rejected"
-    return "pending" if failed else "passed"
+    """`passed` when no block check fails. A batch below `quality.min_records` is `pending`
+    (its objects wait for more) unless a record-level check fails too: shares on a handful of
+    records are noise (one insult in ten replies is 10 %), but a leaked e-mail or a timestamp
+    in the future stays wrong however much data comes, and a pending batch would carry it into
+    the next one. Otherwise any block failure is `rejected`."""
+    failed = [c for c in checks if c.result == "fail" and c.severity == "block"]
+    if not failed:
+        return "passed"
+    too_small = any(c.name == MIN_RECORDS_CHECK for c in failed)
+    if too_small and not any(c.record_level for c in failed):
+        return "pending"
+    return "rejected"
 
 
 def evaluate(
