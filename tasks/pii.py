@@ -15,6 +15,7 @@ redaction --profile): spaCy's NER is most of it, so it runs only where it can ma
   kept only when every word of it is capitalised (`_is_product_term`), so on the other texts
   NER could only find spans that are dropped anyway (the tokens, and so Presidio's context
   words, are the same without it);
+- each pattern recognizer skips texts it cannot match (`_gated`: no `@`, too few digits);
 - only the spaCy components NER needs are loaded (the small English NER has its own tok2vec),
   texts go through `nlp.pipe` in batches.
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -72,6 +73,25 @@ def _digits(text: str) -> str:
     return "".join(c for c in text if c.isdigit())
 
 
+def _digit_count(text: str) -> int:
+    return sum(map(str.isdigit, text))
+
+
+def _gated(recognizer_class: type, can_match: Callable[[str], bool], **kwargs: Any) -> Any:
+    """A recognizer that skips texts its patterns cannot match (no `@` for an e-mail, too few
+    digits for a card): most support messages hold neither, and each pattern recognizer
+    otherwise runs all its regexes on every text."""
+
+    class Gated(recognizer_class):
+        def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list:
+            if not can_match(text):
+                return []
+            return super().analyze(text, entities, nlp_artifacts)
+
+    Gated.__name__ = Gated.__qualname__ = recognizer_class.__name__  # its name in results
+    return Gated(**kwargs)
+
+
 def _card_recognizer():
     from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
 
@@ -81,7 +101,8 @@ def _card_recognizer():
                 return False
             return super().validate_result(pattern_text)
 
-    return IssuerCheckedCardRecognizer()
+    # Presidio's card pattern holds at least 13 digits
+    return _gated(IssuerCheckedCardRecognizer, lambda text: _digit_count(text) >= 13)
 
 
 def _phone_recognizer(regions: list[str]):
@@ -92,7 +113,7 @@ def _phone_recognizer(regions: list[str]):
         (fewer than 7 digits), which are most support messages. A fifth of the time, measured."""
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list:
-            if sum(c.isdigit() for c in text) < 7:
+            if _digit_count(text) < 7:
                 return []
             return super().analyze(text, entities, nlp_artifacts)
 
@@ -118,8 +139,12 @@ def _international_phone_recognizer():
     pattern = Pattern(
         "international", r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,6}\)?){2,5}(?![\w])", 0.6
     )
-    return PatternRecognizer(
-        supported_entity="PHONE_NUMBER", patterns=[pattern], name="InternationalPhoneRecognizer"
+    return _gated(
+        PatternRecognizer,
+        lambda text: "+" in text,
+        supported_entity="PHONE_NUMBER",
+        patterns=[pattern],
+        name="InternationalPhoneRecognizer",
     )
 
 
@@ -177,13 +202,14 @@ class Redactor:
         nlp_engine = _name_gated_engine(nlp, config.spacy_model)
         registry = RecognizerRegistry(supported_languages=["en"])
         for recognizer in (
-            rec.EmailRecognizer(),
+            # each gate is a condition every match of the recognizer's patterns meets
+            _gated(rec.EmailRecognizer, lambda text: "@" in text),
             _phone_recognizer(config.phone_regions),
             _international_phone_recognizer(),
             _card_recognizer(),
-            rec.IbanRecognizer(),
-            rec.IpRecognizer(),
-            rec.UsSsnRecognizer(),
+            _gated(rec.IbanRecognizer, lambda text: _digit_count(text) >= 2),
+            _gated(rec.IpRecognizer, lambda text: ":" in text or _digit_count(text) >= 4),
+            _gated(rec.UsSsnRecognizer, lambda text: _digit_count(text) >= 9),
             rec.SpacyRecognizer(supported_entities=["PERSON"]),
         ):
             registry.add_recognizer(recognizer)

@@ -15,8 +15,13 @@ import pytest
 from tasks.config import PiiSettings
 from tasks.pii import get_redactor
 from tasks.pii_check import count_leaks
+from tasks.sample_data import bundled_csv
 
 LABELLED = Path(__file__).parent / "data" / "pii_labelled.jsonl"
+
+
+def spans(findings: list) -> set[tuple]:
+    return {(r.entity_type, r.start, r.end) for r in findings}
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +117,6 @@ def test_skipping_ner_where_no_name_can_be_kept_changes_no_finding(redactor):
     labelled set, its lower-cased copy (names spaCy may still tag, which the redactor drops)
     and Bitext's customer messages (about half have no capital letter)."""
     from tasks.pii import may_hold_name
-    from tasks.sample_data import bundled_csv
 
     labelled = [json.loads(line)["text"] for line in LABELLED.read_text().splitlines()]
     with bundled_csv().open() as file:
@@ -133,10 +137,7 @@ def test_skipping_ner_where_no_name_can_be_kept_changes_no_finding(redactor):
         for text in texts
     ]
 
-    def spans(findings: list[list]) -> list[set[tuple]]:
-        return [{(r.entity_type, r.start, r.end) for r in found} for found in findings]
-
-    assert spans(redactor.analyze(texts)) == spans(every_text_through_ner)
+    assert [spans(f) for f in redactor.analyze(texts)] == [spans(f) for f in every_text_through_ner]
 
 
 def test_leak_detector_counts_every_row_whatever_the_separators_and_digits():
@@ -153,3 +154,31 @@ def test_leak_detector_counts_every_row_whatever_the_separators_and_digits():
     assert leaks["pii_email"].tolist() == [0, 0, 1, 0, 0, 0, 0, 0]
     assert leaks["pii_ssn"].tolist() == [0] * 7 + [1]
     assert leaks.index.equals(texts.index)
+
+
+def test_recognizer_gates_only_skip_texts_their_patterns_cannot_match(redactor):
+    """Each gated recognizer against the same recognizer ungated, on the labelled set, Bitext's
+    messages and edge cases (IPv6 without digits, Unicode digits, a bare '+')."""
+    with bundled_csv().open() as file:
+        bitext = [row["instruction"] for row in islice(csv.DictReader(file), 200)]
+    labelled = [json.loads(line)["text"] for line in LABELLED.read_text().splitlines()]
+    edge = ["login from fe80::abcd failed", "host :: only", "+ 44", "ssn ١٢٣-٤٥-٦٧٨٩", ""]
+    texts = labelled + bitext + edge
+    engine = redactor.batch.analyzer_engine
+    gated = [
+        r
+        for r in engine.registry.recognizers
+        if "analyze" in vars(type(r)) and "PERSON" not in r.supported_entities
+    ]
+    assert len(gated) == 7  # e-mail, 2 phone, card, IBAN, IP, SSN
+    found = 0
+    for text in texts:
+        artifacts = engine.nlp_engine.process_text(text, "en")
+        for recognizer in gated:
+            entities = recognizer.supported_entities
+            ungated = super(type(recognizer), recognizer).analyze(text, entities, artifacts)
+            assert spans(recognizer.analyze(text, entities, artifacts)) == spans(ungated), (
+                recognizer.name
+            )
+            found += len(ungated)
+    assert found > len(labelled) / 2  # the comparison saw real findings
