@@ -4,6 +4,12 @@
     .venv/bin/python bench/data_gates.py redaction    # 10,000 conversations, names included
     .venv/bin/python bench/data_gates.py suites       # every GX suite on 1,000,000 records
 
+Options: `--distinct` makes every text unique (the worst case: nothing is checked once for
+many); `--baseline GIT_REF` also runs that ref's code on the same data in the same process and
+compares the outputs (the ratio holds under a shared machine's load); `--profile` (redaction)
+splits the time between spaCy, Presidio and the record handling. The machine's load average is
+recorded with each figure.
+
 Targets: recall ≥ 99 % structured / ≥ 90 % names, precision ≥ 95 %; redaction ≤ 60 s;
 suites ≤ 30 s with peak memory ≤ 4 GB (resident set, this process).
 """
@@ -11,13 +17,19 @@ suites ≤ 30 s with peak memory ≤ 4 GB (resident set, this process).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import os
+import pstats
 import resource
+import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from record import save_figures, stored
 
@@ -75,16 +87,11 @@ def pii_scores() -> dict:
     }
 
 
-def redaction_speed(n: int = 10_000) -> dict:
-    """Redact n conversations, a fifth with a name and a tenth with an e-mail or phone."""
+def redaction_records(n: int, distinct: bool = False) -> list[dict]:
+    """n conversations, a fifth with a name and a tenth with an e-mail or phone. `distinct`:
+    every text made unique (the worst case: nothing repeats, nothing is analysed once only)."""
     import batches
 
-    from tasks.config import PiiSettings
-    from tasks.pii import get_redactor
-
-    started = time.perf_counter()
-    redactor = get_redactor(PiiSettings())
-    load_s = time.perf_counter() - started
     records = batches.clean_batch(n)
     for i, record in enumerate(records):
         if i % 5 == 0:
@@ -95,57 +102,216 @@ def redaction_speed(n: int = 10_000) -> dict:
             record["messages"][0]["text"] += (
                 f" mail laura{i}@example.org or call +1 415 555 {i % 10000:04d}"
             )
+        if distinct:
+            for message in record["messages"]:
+                message["text"] += f" (ticket {i})"
+    return records
+
+
+def module_at(ref: str, path: str, name: str) -> types.ModuleType:
+    """A module of this repository as it was at a git ref, loaded beside the current one, so
+    the old and the new code are timed in one process on the same data (contention hits
+    both)."""
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{ref}:{path}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    module = types.ModuleType(name)
+    module.__file__ = str(ROOT / path)  # where it lives, for paths it builds from its own
+    sys.modules[name] = module
+    exec(compile(source, f"{ref}:{path}", "exec"), module.__dict__)
+    return module
+
+
+# Where redaction time goes: (label, file suffix, function) summed from cProfile's cumulative
+# times. spaCy's pipe includes tokenising the texts it runs NER on.
+PROFILE_PARTS = [
+    ("spacy_tokenize_and_ner", "spacy/language.py", "pipe"),
+    ("spacy_tokenize_only", "spacy/language.py", "make_doc"),
+    ("presidio_nlp_artifacts", "nlp_engine/spacy_nlp_engine.py", "_doc_to_nlp_artifact"),
+    ("presidio_recognizers", "presidio_analyzer/analyzer_engine.py", "analyze"),
+    ("template_allowlist_filters", "tasks/pii.py", "_keep"),
+    ("anonymizer", "presidio_anonymizer/anonymizer_engine.py", "anonymize"),
+    ("record_copy", "tasks/pii.py", "_fill"),
+]
+
+
+def profile_split(stats: pstats.Stats) -> dict[str, float]:
+    split = {}
+    for label, suffix, function in PROFILE_PARTS:
+        split[label] = round(
+            sum(
+                row[3]
+                for (path, _, name), row in stats.stats.items()  # type: ignore[attr-defined]
+                if name == function and path.endswith(suffix)
+            ),
+            2,
+        )
+    return split
+
+
+def redact_timed(redactor, records: list[dict], profile: bool = False) -> tuple[float, list, dict]:
     counts: Counter[str] = Counter()
+    profiler = cProfile.Profile() if profile else None
     started = time.perf_counter()
+    if profiler:
+        profiler.enable()
     redacted = list(redactor.redact_records(records, counts))
+    if profiler:
+        profiler.disable()
     seconds = time.perf_counter() - started
-    return {
+    figures = {"seconds": round(seconds, 2), "redactions": dict(counts)}
+    if profiler:
+        figures["profile_cumulative_s"] = profile_split(pstats.Stats(profiler))
+    return seconds, redacted, figures
+
+
+def redaction_speed(
+    n: int = 10_000, baseline: str | None = None, distinct: bool = False, profile: bool = False
+) -> dict:
+    """Redact n conversations; with `baseline`, also with tasks/pii.py of that git ref, on the
+    same records in this process, and compare the outputs."""
+    started = time.perf_counter()
+    import presidio_analyzer  # noqa: F401  (imports transformers: a cost paid once per process)
+
+    import_s = time.perf_counter() - started
+    from tasks.config import PiiSettings
+    from tasks.pii import get_redactor, may_hold_name
+
+    started = time.perf_counter()
+    redactor = get_redactor(PiiSettings())
+    load_s = time.perf_counter() - started
+    records = redaction_records(n, distinct)
+    texts = [m["text"] for r in records for m in r["messages"]]
+    seconds, redacted, figures = redact_timed(redactor, records, profile)
+    result = {
         "conversations": n,
-        "texts": sum(len(r["messages"]) for r in records),
-        "seconds": round(seconds, 2),
+        "distinct_texts_workload": distinct,
+        "texts": len(texts),
+        "distinct_texts": len(set(texts)),
+        "distinct_texts_needing_ner": sum(map(may_hold_name, set(texts))),
+        **figures,
+        "import_presidio_seconds": round(import_s, 2),
         "model_load_seconds": round(load_s, 2),
-        "redactions": dict(counts),
         "quarantined": sum(1 for clean, _ in redacted if clean is None),
         "target_s": 60,
     }
+    if baseline:
+        old = module_at(baseline, "tasks/pii.py", "pii_baseline").get_redactor(PiiSettings())
+        old_seconds, old_redacted, old_figures = redact_timed(old, records)
+        seconds, redacted, _ = redact_timed(redactor, records)  # again, right after the old one
+        result["baseline"] = {
+            "ref": baseline,
+            "seconds": old_figures["seconds"],
+            "redactions": old_figures["redactions"],
+            "current_seconds_same_run": round(seconds, 2),
+            "speedup": round(old_seconds / seconds, 2),
+            "records_redacted_differently": sum(
+                1 for a, b in zip(old_redacted, redacted, strict=True) if a != b
+            ),
+        }
+    result["load_average"] = os.getloadavg()
+    return result
 
 
-def suites_on(n: int = 1_000_000) -> dict:
+def suites_on(n: int = 1_000_000, baseline: str | None = None, distinct: bool = False) -> dict:
+    """Every suite on n records (20,000 conversations repeated; `distinct`: every text made
+    unique, the worst case for checking each distinct text once); with `baseline`, also with
+    tasks/quality.py and tasks/pii_check.py of that git ref, on the same records, and compare
+    every check."""
     import batches
 
     from tasks.config import QualitySettings
     from tasks.quality import evaluate
 
+    started = time.perf_counter()
+    import great_expectations  # noqa: F401  (imports paid once per process, timed apart)
+    import profanity_check  # noqa: F401
+
+    import_s = time.perf_counter() - started
     records = batches.clean_batch(20_000)
     records = [dict(records[i % 20_000], conversation_id=f"c-{i}") for i in range(n)]
+    if distinct:
+        for i, record in enumerate(records):
+            record["messages"] = [
+                {**m, "text": f"{m['text']} (ticket {i})"} for m in record["messages"]
+            ]
     config = QualitySettings(max_duplicate_fraction=1.0)  # the 20,000 texts repeat on purpose
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as docs:
-        report = evaluate(records, config, 0, None, Path(docs))
-    seconds = time.perf_counter() - started
-    return {
+
+    def timed(evaluate_batch) -> tuple[float, Any]:
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as docs:
+            report = evaluate_batch(records, config, 0, None, Path(docs))
+        return time.perf_counter() - started, report
+
+    seconds, report = timed(evaluate)
+    result = {
         "records": n,
+        "distinct_texts_workload": distinct,
         "seconds": round(seconds, 2),
+        "import_gx_and_classifier_seconds": round(import_s, 2),
         "peak_rss_gb": round(peak_rss_gb(), 2),
         "verdict": report.verdict,
         "checks": len(report.checks),
         "target_s": 30,
         "target_peak_gb": 4,
     }
+    if baseline:
+        old = module_at(baseline, "tasks/quality.py", "quality_baseline")
+        old.count_leaks = module_at(
+            baseline, "tasks/pii_check.py", "pii_check_baseline"
+        ).count_leaks
+        old_seconds, old_report = timed(old.evaluate)
+        seconds, report = timed(evaluate)  # again, right after the old one
+
+        def outcomes(checks) -> list[tuple]:
+            return [(c.name, c.result, c.observed) for c in checks]
+
+        result["baseline"] = {
+            "ref": baseline,
+            "seconds": round(old_seconds, 2),
+            "current_seconds_same_run": round(seconds, 2),
+            "speedup": round(old_seconds / seconds, 2),
+            "same_verdict": old_report.verdict == report.verdict,
+            "checks_differing": [
+                name
+                for (name, *a), (_, *b) in zip(
+                    outcomes(old_report.checks), outcomes(report.checks), strict=True
+                )
+                if a != b
+            ],
+            "peak_rss_gb_both": round(peak_rss_gb(), 2),
+        }
+    result["load_average"] = os.getloadavg()
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("what", choices=["pii", "redaction", "suites"])
     parser.add_argument("-n", type=int, default=None)
+    parser.add_argument(
+        "--baseline", metavar="GIT_REF", help="also time that ref's code on the same data"
+    )
+    parser.add_argument("--distinct", action="store_true", help="no text repeats (worst case)")
+    parser.add_argument("--profile", action="store_true", help="redaction: where time goes")
     args = parser.parse_args()
+    options: dict = {"n": args.n} if args.n else {}
+    if args.what == "redaction":
+        options |= {"baseline": args.baseline, "distinct": args.distinct, "profile": args.profile}
+    elif args.what == "suites":
+        options |= {"baseline": args.baseline, "distinct": args.distinct}
     run = {"pii": pii_scores, "redaction": redaction_speed, "suites": suites_on}[args.what]
-    figures = run(args.n) if args.n else run()
+    figures = run(**options)
+    key = args.what + ("_distinct" if args.distinct else "")
+    key += "_vs_baseline" if args.baseline else ""
     save_figures(
         "data_gates",
         {
             **(stored("data_gates") or {}),
-            args.what: {
+            key: {
                 **figures,
                 "command": " ".join(["bench/data_gates.py", *sys.argv[1:]]),
                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

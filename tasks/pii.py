@@ -6,9 +6,18 @@ names from a spaCy English pipeline (`pii.spacy_model`). Each finding becomes a 
 (`<EMAIL>`, `<PERSON>`...). Two things are never redacted: Bitext's own template placeholders
 (`{{Order Number}}`) and the organisation's contact details in `pii.allow_list`.
 
-The analyzer is built once per process (`get_redactor`): loading spaCy takes seconds. Only the
-spaCy components NER needs run (the small English pipeline's NER has its own tok2vec), and texts
-go through `nlp.pipe` in batches via Presidio's BatchAnalyzerEngine.
+The analyzer is built once per process (`get_redactor`): importing Presidio (which imports
+transformers) and loading spaCy take seconds. Where the time goes (bench/data_gates.py
+redaction --profile): spaCy's NER is most of it, so it runs only where it can matter:
+
+- each distinct text is analysed once (support replies repeat templates a lot);
+- NER runs only on texts with a capital letter other than the pronoun "I": a person name is
+  kept only when every word of it is capitalised (`_is_product_term`), so on the other texts
+  NER could only find spans that are dropped anyway (the tokens, and so Presidio's context
+  words, are the same without it);
+- each pattern recognizer skips texts it cannot match (`_gated`: no `@`, too few digits);
+- only the spaCy components NER needs are loaded (the small English NER has its own tok2vec),
+  texts go through `nlp.pipe` in batches.
 
     python -c "from tasks.pii import get_redactor; from tasks.config import PiiSettings; \\
         print(get_redactor(PiiSettings()).redact_text('Hi, I am Jane Doe, jane@doe.org'))"
@@ -19,7 +28,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -49,6 +58,7 @@ PIPE_BATCH_SIZE = 256
 # 113542617735902 for cards.
 CARD_ISSUER = re.compile(r"(?:4|5[1-5]|2[2-7]|3[0478]|35|6)")
 QUOTES = "'\"\u2018\u2019\u201c\u201d`"
+PRONOUN_I = re.compile(r"\bI\b")
 
 
 def _offline_tldextract() -> None:
@@ -63,6 +73,25 @@ def _digits(text: str) -> str:
     return "".join(c for c in text if c.isdigit())
 
 
+def _digit_count(text: str) -> int:
+    return sum(map(str.isdigit, text))
+
+
+def _gated(recognizer_class: type, can_match: Callable[[str], bool], **kwargs: Any) -> Any:
+    """A recognizer that skips texts its patterns cannot match (no `@` for an e-mail, too few
+    digits for a card): most support messages hold neither, and each pattern recognizer
+    otherwise runs all its regexes on every text."""
+
+    class Gated(recognizer_class):
+        def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list:
+            if not can_match(text):
+                return []
+            return super().analyze(text, entities, nlp_artifacts)
+
+    Gated.__name__ = Gated.__qualname__ = recognizer_class.__name__  # its name in results
+    return Gated(**kwargs)
+
+
 def _card_recognizer():
     from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
 
@@ -72,7 +101,8 @@ def _card_recognizer():
                 return False
             return super().validate_result(pattern_text)
 
-    return IssuerCheckedCardRecognizer()
+    # Presidio's card pattern holds at least 13 digits
+    return _gated(IssuerCheckedCardRecognizer, lambda text: _digit_count(text) >= 13)
 
 
 def _phone_recognizer(regions: list[str]):
@@ -83,7 +113,7 @@ def _phone_recognizer(regions: list[str]):
         (fewer than 7 digits), which are most support messages. A fifth of the time, measured."""
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list:
-            if sum(c.isdigit() for c in text) < 7:
+            if _digit_count(text) < 7:
                 return []
             return super().analyze(text, entities, nlp_artifacts)
 
@@ -109,9 +139,48 @@ def _international_phone_recognizer():
     pattern = Pattern(
         "international", r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,6}\)?){2,5}(?![\w])", 0.6
     )
-    return PatternRecognizer(
-        supported_entity="PHONE_NUMBER", patterns=[pattern], name="InternationalPhoneRecognizer"
+    return _gated(
+        PatternRecognizer,
+        lambda text: "+" in text,
+        supported_entity="PHONE_NUMBER",
+        patterns=[pattern],
+        name="InternationalPhoneRecognizer",
     )
+
+
+def may_hold_name(text: str) -> bool:
+    """Whether NER can find a person name in `text` that `Redactor` keeps: one needs a capital
+    letter that is not the pronoun "I" (a name kept is capitalised word by word)."""
+    rest = PRONOUN_I.sub("", text)
+    return rest != rest.lower()
+
+
+def _name_gated_engine(nlp: Any, model_name: str):
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+    class NameGatedSpacyNlpEngine(SpacyNlpEngine):
+        """Presidio's spaCy engine, running the pipeline (NER) only on texts that
+        `may_hold_name`; the others are only tokenised."""
+
+        def process_batch(self, texts, language, batch_size=1, n_process=1, as_tuples=False):
+            if as_tuples:
+                yield from super().process_batch(texts, language, batch_size, n_process, as_tuples)
+                return
+            texts = [str(text) for text in texts]
+            needs_ner = [may_hold_name(text) for text in texts]
+            pipeline = self.nlp[language]
+            ner_docs = pipeline.pipe(
+                (text for text, need in zip(texts, needs_ner, strict=True) if need),
+                batch_size=batch_size,
+                n_process=n_process,
+            )
+            for text, need in zip(texts, needs_ner, strict=True):
+                doc = next(ner_docs) if need else pipeline.make_doc(text)
+                yield text, self._doc_to_nlp_artifact(doc, language)
+
+    engine = NameGatedSpacyNlpEngine(models=[{"lang_code": "en", "model_name": model_name}])
+    engine.nlp = {"en": nlp}
+    return engine
 
 
 class Redactor:
@@ -121,7 +190,6 @@ class Redactor:
         import spacy
         from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerRegistry
         from presidio_analyzer import predefined_recognizers as rec
-        from presidio_analyzer.nlp_engine import SpacyNlpEngine
         from presidio_anonymizer import AnonymizerEngine
         from presidio_anonymizer.entities import OperatorConfig
 
@@ -130,17 +198,18 @@ class Redactor:
         # thousands of lines per run that a user cannot act on
         logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         self.config = config
-        nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": config.spacy_model}])
-        nlp_engine.nlp = {"en": spacy.load(config.spacy_model, exclude=UNUSED_SPACY_COMPONENTS)}
+        nlp = spacy.load(config.spacy_model, exclude=UNUSED_SPACY_COMPONENTS)
+        nlp_engine = _name_gated_engine(nlp, config.spacy_model)
         registry = RecognizerRegistry(supported_languages=["en"])
         for recognizer in (
-            rec.EmailRecognizer(),
+            # each gate is a condition every match of the recognizer's patterns meets
+            _gated(rec.EmailRecognizer, lambda text: "@" in text),
             _phone_recognizer(config.phone_regions),
             _international_phone_recognizer(),
             _card_recognizer(),
-            rec.IbanRecognizer(),
-            rec.IpRecognizer(),
-            rec.UsSsnRecognizer(),
+            _gated(rec.IbanRecognizer, lambda text: _digit_count(text) >= 2),
+            _gated(rec.IpRecognizer, lambda text: ":" in text or _digit_count(text) >= 4),
+            _gated(rec.UsSsnRecognizer, lambda text: _digit_count(text) >= 9),
             rec.SpacyRecognizer(supported_entities=["PERSON"]),
         ):
             registry.add_recognizer(recognizer)
@@ -178,31 +247,45 @@ class Redactor:
         ]
 
     def analyze(self, texts: list[str]) -> list[list]:
-        """Presidio findings per text, after the template and allow-list filters."""
+        """Presidio findings per text, after the template and allow-list filters. Each
+        distinct text is analysed once."""
+        unique = list(dict.fromkeys(texts))
         found = self.batch.analyze_iterator(
-            texts,
+            unique,
             language="en",
             batch_size=PIPE_BATCH_SIZE,
             entities=self.config.entities,
             score_threshold=self.config.score_threshold,
         )
-        return [self._keep(text, results) for text, results in zip(texts, found, strict=True)]
+        kept = {
+            text: self._keep(text, results) for text, results in zip(unique, found, strict=True)
+        }
+        return [kept[text] for text in texts]
 
-    def _replace(self, text: str, results: list, counts: Counter[str]) -> str:
+    def _replace(self, text: str, results: list) -> tuple[str, list[str]]:
+        """The redacted text and the placeholder types put in."""
         if not results:
-            return text
+            return text, []
         anonymized = self.anonymizer.anonymize(
             text=text, analyzer_results=results, operators=self.operators
         )
-        counts.update(PLACEHOLDERS.get(i.entity_type, i.entity_type) for i in anonymized.items)
-        return anonymized.text
+        return anonymized.text, [
+            PLACEHOLDERS.get(i.entity_type, i.entity_type) for i in anonymized.items
+        ]
 
     def redact_texts(self, texts: list[str], counts: Counter[str] | None = None) -> list[str]:
+        """Texts with their personal data replaced; `counts` gets one count per placeholder
+        put in (repeated texts count each time)."""
         counts = Counter() if counts is None else counts
-        return [
-            self._replace(text, results, counts)
-            for text, results in zip(texts, self.analyze(texts), strict=True)
-        ]
+        replaced: dict[str, tuple[str, list[str]]] = {}
+        redacted = []
+        for text, results in zip(texts, self.analyze(texts), strict=True):
+            if text not in replaced:
+                replaced[text] = self._replace(text, results)
+            clean, placeholders = replaced[text]
+            counts.update(placeholders)
+            redacted.append(clean)
+        return redacted
 
     def redact_text(self, text: str, counts: Counter[str] | None = None) -> str:
         return self.redact_texts([text], counts)[0]

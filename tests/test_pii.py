@@ -3,7 +3,11 @@ organisation's own contact details and Bitext's `{{placeholders}}` are not perso
 
 from __future__ import annotations
 
+import csv
+import json
 from collections import Counter
+from itertools import islice
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,6 +15,13 @@ import pytest
 from tasks.config import PiiSettings
 from tasks.pii import get_redactor
 from tasks.pii_check import count_leaks
+from tasks.sample_data import bundled_csv
+
+LABELLED = Path(__file__).parent / "data" / "pii_labelled.jsonl"
+
+
+def spans(findings: list) -> set[tuple]:
+    return {(r.entity_type, r.start, r.end) for r in findings}
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +99,86 @@ def test_independent_leak_detector_finds_what_redaction_would_remove():
     # a value may match two kinds (an SSN looks like a phone number too): any count blocks
     assert (leaks.sum(axis=1) > 0).tolist() == [True] * 5 + [False] * 2
     assert leaks[["pii_email", "pii_card", "pii_iban", "pii_ssn"]].sum().tolist() == [1, 1, 1, 1]
+
+
+def test_repeated_texts_are_analysed_once_but_counted_each_time(redactor):
+    counts: Counter[str] = Counter()
+    texts = ["mail me at ann@example.org", "thanks", "mail me at ann@example.org"]
+    assert redactor.redact_texts(texts, counts) == [
+        "mail me at <EMAIL>",
+        "thanks",
+        "mail me at <EMAIL>",
+    ]
+    assert counts == {"EMAIL": 2}
+
+
+def test_skipping_ner_where_no_name_can_be_kept_changes_no_finding(redactor):
+    """The gate (`may_hold_name`) against running NER on every text, one by one, on the
+    labelled set, its lower-cased copy (names spaCy may still tag, which the redactor drops)
+    and Bitext's customer messages (about half have no capital letter)."""
+    from tasks.pii import may_hold_name
+
+    labelled = [json.loads(line)["text"] for line in LABELLED.read_text().splitlines()]
+    with bundled_csv().open() as file:
+        bitext = [row["instruction"] for row in islice(csv.DictReader(file), 300)]
+    texts = labelled + [t.lower() for t in labelled] + bitext
+    assert 0 < sum(map(may_hold_name, texts)) < len(texts)  # both paths are exercised
+    engine = redactor.batch.analyzer_engine
+    every_text_through_ner = [
+        redactor._keep(
+            text,
+            engine.analyze(
+                text=text,
+                language="en",
+                entities=redactor.config.entities,
+                score_threshold=redactor.config.score_threshold,
+            ),
+        )
+        for text in texts
+    ]
+
+    assert [spans(f) for f in redactor.analyze(texts)] == [spans(f) for f in every_text_through_ner]
+
+
+def test_leak_detector_counts_every_row_whatever_the_separators_and_digits():
+    """Each distinct text is checked once and its counts go to every row that holds it; the
+    vectorised prefilter must let through what the exact patterns catch (Unicode spaces,
+    non-ASCII digits)."""
+    phone = "call +49\u00a030\u00a09018\u00a02000"  # no-break spaces
+    ssn = "ssn \u0661\u0662\u0663-\u0664\u0665-\u0666\u0667\u0668\u0669"  # Arabic-Indic digits
+    texts = pd.Series(
+        [phone, "ring 030\u20099018\u20092000 today", "a.b@c.org", phone, None, "", "ok", ssn]
+    )
+    leaks = count_leaks(texts)
+    assert leaks["pii_phone"].tolist() == [1, 1, 0, 1, 0, 0, 0, 1]
+    assert leaks["pii_email"].tolist() == [0, 0, 1, 0, 0, 0, 0, 0]
+    assert leaks["pii_ssn"].tolist() == [0] * 7 + [1]
+    assert leaks.index.equals(texts.index)
+
+
+def test_recognizer_gates_only_skip_texts_their_patterns_cannot_match(redactor):
+    """Each gated recognizer against the same recognizer ungated, on the labelled set, Bitext's
+    messages and edge cases (IPv6 without digits, Unicode digits, a bare '+')."""
+    with bundled_csv().open() as file:
+        bitext = [row["instruction"] for row in islice(csv.DictReader(file), 200)]
+    labelled = [json.loads(line)["text"] for line in LABELLED.read_text().splitlines()]
+    edge = ["login from fe80::abcd failed", "host :: only", "+ 44", "ssn ١٢٣-٤٥-٦٧٨٩", ""]
+    texts = labelled + bitext + edge
+    engine = redactor.batch.analyzer_engine
+    gated = [
+        r
+        for r in engine.registry.recognizers
+        if "analyze" in vars(type(r)) and "PERSON" not in r.supported_entities
+    ]
+    assert len(gated) == 7  # e-mail, 2 phone, card, IBAN, IP, SSN
+    found = 0
+    for text in texts:
+        artifacts = engine.nlp_engine.process_text(text, "en")
+        for recognizer in gated:
+            entities = recognizer.supported_entities
+            ungated = super(type(recognizer), recognizer).analyze(text, entities, artifacts)
+            assert spans(recognizer.analyze(text, entities, artifacts)) == spans(ungated), (
+                recognizer.name
+            )
+            found += len(ungated)
+    assert found > len(labelled) / 2  # the comparison saw real findings

@@ -103,8 +103,10 @@ def test_validate_batch_writes_report_and_data_docs_without_values(settings):
 
     assert report.verdict == "passed", report.failed_critical
     assert get_json(client, settings.s3.bucket, report.report_key).body["verdict"] == "passed"
-    docs = list_objects(client, settings.s3.bucket, report.data_docs_prefix)
+    docs = list(list_objects(client, settings.s3.bucket, report.data_docs_prefix))
     assert any(o["Key"].endswith("index.html") for o in docs)
+    for suite in settings.quality.suites:  # Data Docs are built once, for every suite
+        assert any(f"/validations/{suite}/" in o["Key"] for o in docs), suite
     for obj in list_objects(client, settings.s3.bucket, f"{settings.s3.reports_prefix}r1/"):
         body = client.get_object(Bucket=settings.s3.bucket, Key=obj["Key"])["Body"].read()
         assert b"secret-marker" not in body, obj["Key"]
@@ -124,3 +126,25 @@ def test_bias_report_shows_the_mix_and_the_failing_segment_without_record_text(t
     assert categories <= shown  # every category of the batch, against its reference share
     texts = {m["text"] for r in rows for m in r["messages"]} | {r["conversation_id"] for r in rows}
     assert not [t for t in texts if t in markdown]
+
+
+def test_a_small_batch_waits_unless_a_record_level_check_fails(tmp_path):
+    """Below min_records a share is noise (one insult in ten replies is 10 %): the batch waits
+    for more. A leaked e-mail or a future timestamp stays wrong however much data comes: that
+    small batch is rejected now, with the reason, instead of spoiling the next batch."""
+    insult = batches.with_offensive_agents(batches.clean_batch(10), 0.1)
+    waits = gate(insult, tmp_path / "insult", min_records=50)
+    assert waits.verdict == "pending"
+    assert {"quality.min_records", "toxicity.agent_share"} <= failed(waits)
+
+    leaked = batches.clean_batch(10)
+    leaked[3]["messages"][0]["text"] += " write to ann.lee@example.org"
+    leaked[5]["timestamp"] = "2099-01-01T00:00:00Z"
+    rejected = gate(leaked, tmp_path / "leaked", min_records=50)
+    assert rejected.verdict == "rejected"
+    assert failed(rejected) == {
+        "quality.min_records",
+        "pii.email_left",
+        "quality.timestamp_not_in_future",
+    }
+    assert any(line.startswith("pii.email_left") for line in rejected.failed_summary())
