@@ -30,6 +30,10 @@ CHART_SLICES = 16  # the largest slices; all of them are in the table
 
 
 def evaluation_rows(comparisons: dict[str, Comparison]) -> list[dict]:
+    """One row per set and slice, one column per metric: `incumbent → challenger`.
+
+    Two columns per metric made a table of 15 columns that the Prefect UI cut off at the
+    right (checked in headless Chromium, deployments/ui_check.py)."""
     rows = []
     for eval_set, pair in comparisons.items():
         before = pair.incumbent.by_slice()
@@ -38,12 +42,16 @@ def evaluation_rows(comparisons: dict[str, Comparison]) -> list[dict]:
             row = {"set": eval_set, "slice": name, "examples": after.examples}
             for metric in (*TABLE_METRICS, "accuracy", "macro_f1"):
                 new_value = getattr(after, metric)
-                if new_value is None and (old is None or getattr(old, metric) is None):
+                old_value = getattr(old, metric) if old else None
+                if new_value is None and old_value is None:
                     continue
-                row[f"incumbent {metric}"] = getattr(old, metric) if old else None
-                row[f"challenger {metric}"] = new_value
+                row[metric.replace("_", " ")] = f"{_number(old_value)} → {_number(new_value)}"
             rows.append(row)
     return rows
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def evaluation(comparisons: dict[str, Comparison]) -> None:
@@ -51,7 +59,8 @@ def evaluation(comparisons: dict[str, Comparison]) -> None:
     create_table_artifact(
         evaluation_rows(comparisons),
         key="retrain-evaluation",
-        description=f"5 evaluate: {models.challenger.model} vs {models.incumbent.model}",
+        description=f"5 evaluate: incumbent ({models.incumbent.model}) → challenger "
+        f"({models.challenger.model}) per set and slice",
     )
 
 
@@ -96,19 +105,22 @@ def slice_chart(overall: Interval, slices: dict[str, Interval], title: str) -> b
 def decision_markdown(decision: Decision, comparisons: dict[str, Comparison]) -> str:
     golden = comparisons[GOLDEN]
     verdict = "PROMOTE" if decision.promote else "DO NOT PROMOTE"
-    against = "champion" if decision.branch == "champion" else "base model (no champion yet)"
+    against = (
+        "the champion" if decision.branch == "champion" else "the base model (no champion yet)"
+    )
     lines = [
-        f"## Gate: **{verdict}** — {golden.challenger.model} vs {against} "
-        f"({golden.incumbent.model})",
+        f"## Gate: **{verdict}**",
         "",
-        f"Primary metric: `{decision.primary_metric}`",
+        f"{golden.challenger.model} vs {against}, `{golden.incumbent.model}`; "
+        f"primary metric `{decision.primary_metric}`",
         "",
         *[f"- {reason}" for reason in decision.reasons],
         "",
-        "| rule | result | detail |",
-        "|---|---|---|",
+        "### Rules",
+        "",
+        # a list, not a table: the UI does not wrap table cells and cut the details off
         *[
-            f"| {c.rule} | {'pass' if c.passed else '**FAIL**'} | {c.detail} |"
+            f"- {'**pass**' if c.passed else '**FAIL**'} · {c.rule}: {c.detail}"
             for c in decision.checks
         ],
     ]
@@ -121,29 +133,16 @@ def decision_markdown(decision: Decision, comparisons: dict[str, Comparison]) ->
         encoded = base64.b64encode(png).decode()
         lines += ["", f"![incumbent vs challenger per slice](data:image/png;base64,{encoded})"]
     replies = {s["id"]: s["reply"] for s in golden.incumbent.sample}
-    if golden.challenger.sample:
-        lines += [
-            "",
-            "### Sample replies (redacted)",
-            "",
-            "| category | customer | reference | incumbent | challenger |",
-            "|---|---|---|---|---|",
-        ]
-        lines += [
-            "| "
-            + " | ".join(
-                _cell(text)
-                for text in (
-                    s["category"],
-                    s["customer"],
-                    s["reference"],
-                    replies.get(s["id"], ""),
-                    s["reply"],
-                )
-            )
-            + " |"
-            for s in golden.challenger.sample
-        ]
+    if golden.challenger.sample:  # one block per example: long replies wrap in a list
+        lines += ["", "### Sample replies (redacted)"]
+        for n, sample in enumerate(golden.challenger.sample, 1):
+            lines += [
+                "",
+                f"**{n}. {_cell(sample['category'], 40)}**: {_cell(sample['customer'])}",
+                f"- reference: {_cell(sample['reference'])}",
+                f"- incumbent: {_cell(replies.get(sample['id'], ''))}",
+                f"- challenger: {_cell(sample['reply'])}",
+            ]
     return "\n".join(lines)
 
 
