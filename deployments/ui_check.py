@@ -170,6 +170,7 @@ def keep_in_docs(shots: Path, docs: Path) -> list[Path]:
     from PIL import Image, ImageChops
 
     kept = []
+    docs.mkdir(exist_ok=True)
     for name in DOCS_SHOTS:
         image = Image.open(shots / f"{name}.png").convert("RGB")
         # crop the empty bottom of a tall viewport: below the last line of the main column

@@ -15,43 +15,53 @@ import io
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks.evaluate import GOLDEN, Comparison
+from tasks.evaluate import GOLDEN, Comparison, SliceMetrics
 from tasks.policy import LOWER_IS_BETTER, Decision, Interval
 
-TABLE_METRICS = (
-    "loss",
-    "token_accuracy",
-    "rouge_l",
-    "similarity",
-    "new_pii_rate",
-    "offensive_rate",
-)
 CHART_SLICES = 16  # the largest slices; all of them are in the table
+
+
+# metric → column title; shown as `incumbent → challenger` (loss 3 decimals, shares 2)
+COLUMNS = {
+    "loss": "loss",
+    "token_accuracy": "token acc.",
+    "rouge_l": "ROUGE-L",
+    "similarity": "similarity",
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+}
 
 
 def evaluation_rows(comparisons: dict[str, Comparison]) -> list[dict]:
     """One row per set and slice, one column per metric: `incumbent → challenger`.
 
     Two columns per metric made a table of 15 columns that the Prefect UI cut off at the
-    right (checked in headless Chromium, deployments/ui_check.py)."""
+    right (seen in headless Chromium, deployments/ui_check.py); the two safety rates share
+    one column (`PII/offensive`: shares of replies with new personal data / offensive)."""
     rows = []
     for eval_set, pair in comparisons.items():
         before = pair.incumbent.by_slice()
         for name, after in pair.challenger.by_slice().items():
             old = before.get(name)
-            row = {"set": eval_set, "slice": name, "examples": after.examples}
-            for metric in (*TABLE_METRICS, "accuracy", "macro_f1"):
-                new_value = getattr(after, metric)
-                old_value = getattr(old, metric) if old else None
-                if new_value is None and old_value is None:
-                    continue
-                row[metric.replace("_", " ")] = f"{_number(old_value)} → {_number(new_value)}"
+            row = {"set": eval_set, "slice": name, "n": after.examples}
+            for metric, title in COLUMNS.items():
+                new_value, old_value = getattr(after, metric), getattr(old, metric, None)
+                if new_value is not None or old_value is not None:
+                    digits = 3 if metric == "loss" else 2
+                    row[title] = f"{_number(old_value, digits)} → {_number(new_value, digits)}"
+            row["PII/offensive"] = f"{_safety(old)} → {_safety(after)}"
             rows.append(row)
     return rows
 
 
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _safety(metrics: SliceMetrics | None) -> str:
+    if metrics is None or metrics.new_pii_rate is None:
+        return "-"
+    return f"{metrics.new_pii_rate:.0%}/{metrics.offensive_rate or 0:.0%}"
 
 
 def evaluation(comparisons: dict[str, Comparison]) -> None:
@@ -59,8 +69,8 @@ def evaluation(comparisons: dict[str, Comparison]) -> None:
     create_table_artifact(
         evaluation_rows(comparisons),
         key="retrain-evaluation",
-        description=f"5 evaluate: incumbent ({models.incumbent.model}) → challenger "
-        f"({models.challenger.model}) per set and slice",
+        description=f"5 evaluate: each cell is incumbent → challenger; the incumbent is "
+        f"{models.incumbent.model}",
     )
 
 

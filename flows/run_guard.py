@@ -21,7 +21,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 # the error `concurrency()` raises; Prefect 3.8 defines it here and exports it nowhere else
 from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 LEASE_S = 300.0  # renewed while the run lives; a crashed run's slot frees after this
 
@@ -33,8 +33,13 @@ def slot_name(model_name: str) -> str:
 
 def _ensure_limit(name: str) -> None:
     # a missing limit is silently no limit at all for `concurrency()`: create it first
-    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):  # made by another
-        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    with get_client(sync_client=True) as client:
+        try:  # read first: creating an existing one makes the server log an IntegrityError
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            with suppress(ObjectAlreadyExists):  # another run created it meanwhile
+                limit = GlobalConcurrencyLimitCreate(name=name, limit=1)
+                client.create_global_concurrency_limit(limit)
 
 
 def _is_locked(error: ConcurrencySlotAcquisitionError) -> bool:

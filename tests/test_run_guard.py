@@ -1,14 +1,18 @@
-"""One retrain of a model at a time, whoever starts it: a manual `retrain run` and a deployment
-run of the same model, started while a third run holds the model's slot, each say they wait,
-then run one after the other, never together."""
+"""One retrain of a model at a time, whoever starts it: a manual `retrain run` (its own process)
+and a deployment run of the same model, started while a third run holds the model's slot, each
+say they wait and for what, then run one after the other, never together."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -16,14 +20,18 @@ from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterName,
     LogFilter,
     LogFilterFlowRunId,
 )
-from typer.testing import CliRunner
+from prefect.settings import PREFECT_API_URL
 
-from flows.cli import app
 from flows.run_guard import one_run_per_model, slot_name
 from flows.run_params import RunParams, retrain_deployment
+from flows.summary import RunSummary
+
+ROOT = str(Path(__file__).resolve().parents[1])
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 
@@ -39,15 +47,12 @@ def _summary_written_at(client, run_id: str) -> datetime:
     return summary.created
 
 
-def _log_lines(client, run_id: str, timeout_s: float = 15) -> list:
-    """The run's log lines in the Prefect API; they are shipped in batches, so poll briefly."""
+def _wait_until(what: str, check, timeout_s: float = 90):
     deadline = time.monotonic() + timeout_s
-    while True:
-        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-        if any("got the concurrency slot" in log.message for log in logs):
-            return logs
-        assert time.monotonic() < deadline, [log.message for log in logs]
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
         time.sleep(0.5)
+    return found
 
 
 def test_a_manual_and_a_deployment_run_of_one_model_wait_and_never_overlap(settings, monkeypatch):
@@ -55,48 +60,80 @@ def test_a_manual_and_a_deployment_run_of_one_model_wait_and_never_overlap(setti
     monkeypatch.setenv("RETRAIN_S3__BUCKET", settings.s3.bucket)  # empty: each run is quick
     monkeypatch.setenv("RETRAIN_S3__ENDPOINT_URL", settings.s3.endpoint_url)
     monkeypatch.setenv("RETRAIN_MODEL_NAME", model)
-    results: dict[str, object] = {}
-
-    def manual_run() -> None:
-        results["manual"] = CliRunner().invoke(app, ["run", "--json"])
+    waiting = f"waiting for the concurrency slot {slot_name(model)!r}"
+    deployment_run_name = f"deployment-{model}"
+    deployment_result: dict[str, RunSummary] = {}
 
     def deployment_run() -> None:
-        results["deployment"] = retrain_deployment(params=RunParams(model_name=model))
+        flow = retrain_deployment.with_options(flow_run_name=deployment_run_name)
+        deployment_result["summary"] = flow(params=RunParams(model_name=model))
 
     holder_said: list[str] = []
-    with one_run_per_model(model, holder_said.append):  # a scheduled run of this model is going
-        runs = [threading.Thread(target=manual_run), threading.Thread(target=deployment_run)]
-        for run in runs:
-            run.start()
-        time.sleep(6)  # both reach the guard and find the slot taken
-        assert all(run.is_alive() for run in runs), "a run did not wait for the slot"
+    with (
+        get_client(sync_client=True) as client,
+        one_run_per_model(model, holder_said.append),  # a scheduled run of this model is going
+    ):
+        # a manual `retrain run` in its own process, and a deployment run in this one
+        manual = subprocess.Popen(
+            [sys.executable, "-c", "from flows.cli import app; app()", "run", "--json"],
+            env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": ROOT},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deployment = threading.Thread(target=deployment_run)
+        deployment.start()
+        manual_said = _wait_until(
+            "the manual run says it waits", lambda: _line_with(manual, waiting)
+        )
+        deployment_said = _wait_until(
+            "the deployment run logs that it waits",
+            lambda: _run_logs_with(client, deployment_run_name, waiting),
+        )
+        assert deployment.is_alive() and manual.poll() is None
         released = datetime.now().astimezone()
-    for run in runs:
-        run.join(timeout=60)
-    assert holder_said == []  # the first holder found the slot free and said nothing
+    manual_out, manual_err = manual.communicate(timeout=90)
+    deployment.join(timeout=90)
 
-    manual = results["manual"]
-    assert manual.exit_code == 0, manual.output
-    assert f"waiting for the concurrency slot {slot_name(model)!r}" in manual.stderr
-    assert f"another retrain of {model} is running" in manual.stderr
-    manual_summary = json.loads(manual.stdout)
-    deployment_summary = results["deployment"]
+    assert holder_said == []  # the first holder found the slot free and said nothing
+    assert f"another retrain of {model} is running" in manual_said
+    assert manual.returncode == 0, manual_err
+    manual_summary = json.loads(manual_out)
+    deployment_summary = deployment_result["summary"]
     assert manual_summary["decision"] == deployment_summary.decision == "no_new_data"
+    assert deployment_said.flow_run_id == uuid.UUID(deployment_summary.run_id)
 
     with get_client(sync_client=True) as client:
         # the manual run's flow run starts only once it holds the slot
-        manual_run_record = client.read_flow_run(manual_summary["run_id"])
-        manual_span = (
-            manual_run_record.start_time,
-            _summary_written_at(client, manual_run_record.id),
+        manual_record = client.read_flow_run(manual_summary["run_id"])
+        manual_span = (manual_record.start_time, _summary_written_at(client, manual_record.id))
+        # the deployment run is Running while it waits; its log says when it got the slot
+        got = _wait_until(
+            "the deployment run logs that it got the slot",
+            lambda: _run_logs_with(client, deployment_run_name, "got the concurrency slot"),
+            timeout_s=15,
         )
-        # the deployment run is Running while it waits; its log says so and when it got the slot
-        logs = _log_lines(client, deployment_summary.run_id)
-        messages = [log.message for log in logs]
-        assert any(f"waiting for the concurrency slot {slot_name(model)!r}" in m for m in messages)
-        got = next(log.timestamp for log in logs if "got the concurrency slot" in log.message)
-        deployment_span = (got, _summary_written_at(client, deployment_summary.run_id))
+        deployment_span = (got.timestamp, _summary_written_at(client, deployment_summary.run_id))
 
     assert manual_span[0] >= released and deployment_span[0] >= released
     first, second = sorted([manual_span, deployment_span])
     assert first[1] <= second[0], f"the runs overlapped: {first} and {second}"
+
+
+def _line_with(process: subprocess.Popen, text: str) -> str | None:
+    """Read the process's stderr line by line (blocking) until a line holds `text`."""
+    for line in process.stderr:
+        if text in line:
+            return line
+    return None
+
+
+def _run_logs_with(client, run_name: str, text: str):
+    """The first log line of the named flow run that holds `text`, once the API has it."""
+    runs = client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name]))
+    )
+    if not runs:
+        return None
+    logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[runs[0].id])))
+    return next((log for log in logs if text in log.message), None)
