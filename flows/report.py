@@ -79,10 +79,16 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def training(result: TrainResult) -> None:
+    # the UI does not wrap table cells: the batching reason goes in the (wrapped) description
+    rows = [
+        {**row, "value": result.batching} if row["what"] == "batching" else row
+        for row in summary_rows(result)
+    ]
     create_table_artifact(
-        summary_rows(result),
+        rows,
         key="retrain-training",
-        description=f"4 fine-tune: {result.steps} steps, {result.fraction_seen:.1%} of the window",
+        description=f"4 fine-tune: {result.steps} steps, {result.fraction_seen:.1%} of the window; "
+        f"batching: {result.batching_reason}",
     )
     create_markdown_artifact(
         f"**Loss curve** ({result.steps} steps on {result.device})\n\n"
