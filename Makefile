@@ -58,3 +58,13 @@ up: install
 
 down:
 	$(BIN)/python deployments/local_stack.py down
+
+# The UI as a person sees it (deployments/ui_check.py): one retrain on a tiny budget against a
+# real Prefect server, its run page and artifacts screenshotted by headless Chromium into
+# build/ui-check/. Uses Debian's chromium (installed here if missing), never `playwright install`.
+.PHONY: ui-check
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+ui-check: install
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y chromium; }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[ui]'
+	$(BIN)/python deployments/ui_check.py

@@ -38,12 +38,17 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the run summary 
 def _run_and_print(settings: Settings, as_json: bool, reprocess: list[str] | None = None) -> None:
     from flows.report import render
     from flows.retrain import retrain
+    from flows.run_guard import one_run_per_model
 
     started = time.perf_counter()
     try:
         # stdout carries only the summary (so `--json` output parses); anything a library
         # prints during the run goes to stderr with the logs.
-        with contextlib.redirect_stdout(sys.stderr):
+        with (
+            contextlib.redirect_stdout(sys.stderr),
+            # one retrain of a model at a time, shared with the deployments: flows/run_guard.py
+            one_run_per_model(settings.model_name, lambda line: typer.echo(line, err=True)),
+        ):
             summary = retrain(settings=settings, reprocess=reprocess)
     except Exception as error:  # report and exit non-zero; Prefect has already marked it Failed
         typer.secho(f"retrain run failed: {type(error).__name__}: {error}", err=True, fg="red")

@@ -15,35 +15,53 @@ import io
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks.evaluate import GOLDEN, Comparison
+from tasks.evaluate import GOLDEN, Comparison, SliceMetrics
 from tasks.policy import LOWER_IS_BETTER, Decision, Interval
 
-TABLE_METRICS = (
-    "loss",
-    "token_accuracy",
-    "rouge_l",
-    "similarity",
-    "new_pii_rate",
-    "offensive_rate",
-)
 CHART_SLICES = 16  # the largest slices; all of them are in the table
 
 
+# metric → column title; shown as `incumbent → challenger` (loss 3 decimals, shares 2)
+COLUMNS = {
+    "loss": "loss",
+    "token_accuracy": "token acc.",
+    "rouge_l": "ROUGE-L",
+    "similarity": "similarity",
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+}
+
+
 def evaluation_rows(comparisons: dict[str, Comparison]) -> list[dict]:
+    """One row per set and slice, one column per metric: `incumbent → challenger`.
+
+    Two columns per metric made a table of 15 columns that the Prefect UI cut off at the
+    right (seen in headless Chromium, deployments/ui_check.py); the two safety rates share
+    one column (`PII/offensive`: shares of replies with new personal data / offensive)."""
     rows = []
     for eval_set, pair in comparisons.items():
         before = pair.incumbent.by_slice()
         for name, after in pair.challenger.by_slice().items():
             old = before.get(name)
-            row = {"set": eval_set, "slice": name, "examples": after.examples}
-            for metric in (*TABLE_METRICS, "accuracy", "macro_f1"):
-                new_value = getattr(after, metric)
-                if new_value is None and (old is None or getattr(old, metric) is None):
-                    continue
-                row[f"incumbent {metric}"] = getattr(old, metric) if old else None
-                row[f"challenger {metric}"] = new_value
+            row = {"set": eval_set, "slice": name, "n": after.examples}
+            for metric, title in COLUMNS.items():
+                new_value, old_value = getattr(after, metric), getattr(old, metric, None)
+                if new_value is not None or old_value is not None:
+                    digits = 3 if metric == "loss" else 2
+                    row[title] = f"{_number(old_value, digits)} → {_number(new_value, digits)}"
+            row["PII/offensive"] = f"{_safety(old)} → {_safety(after)}"
             rows.append(row)
     return rows
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _safety(metrics: SliceMetrics | None) -> str:
+    if metrics is None or metrics.new_pii_rate is None:
+        return "-"
+    return f"{metrics.new_pii_rate:.0%}/{metrics.offensive_rate or 0:.0%}"
 
 
 def evaluation(comparisons: dict[str, Comparison]) -> None:
@@ -51,7 +69,8 @@ def evaluation(comparisons: dict[str, Comparison]) -> None:
     create_table_artifact(
         evaluation_rows(comparisons),
         key="retrain-evaluation",
-        description=f"5 evaluate: {models.challenger.model} vs {models.incumbent.model}",
+        description=f"5 evaluate: each cell is incumbent → challenger; the incumbent is "
+        f"{models.incumbent.model}",
     )
 
 
@@ -96,19 +115,22 @@ def slice_chart(overall: Interval, slices: dict[str, Interval], title: str) -> b
 def decision_markdown(decision: Decision, comparisons: dict[str, Comparison]) -> str:
     golden = comparisons[GOLDEN]
     verdict = "PROMOTE" if decision.promote else "DO NOT PROMOTE"
-    against = "champion" if decision.branch == "champion" else "base model (no champion yet)"
+    against = (
+        "the champion" if decision.branch == "champion" else "the base model (no champion yet)"
+    )
     lines = [
-        f"## Gate: **{verdict}** — {golden.challenger.model} vs {against} "
-        f"({golden.incumbent.model})",
+        f"## Gate: **{verdict}**",
         "",
-        f"Primary metric: `{decision.primary_metric}`",
+        f"{golden.challenger.model} vs {against}, `{golden.incumbent.model}`; "
+        f"primary metric `{decision.primary_metric}`",
         "",
         *[f"- {reason}" for reason in decision.reasons],
         "",
-        "| rule | result | detail |",
-        "|---|---|---|",
+        "### Rules",
+        "",
+        # a list, not a table: the UI does not wrap table cells and cut the details off
         *[
-            f"| {c.rule} | {'pass' if c.passed else '**FAIL**'} | {c.detail} |"
+            f"- {'**pass**' if c.passed else '**FAIL**'} · {c.rule}: {c.detail}"
             for c in decision.checks
         ],
     ]
@@ -121,29 +143,16 @@ def decision_markdown(decision: Decision, comparisons: dict[str, Comparison]) ->
         encoded = base64.b64encode(png).decode()
         lines += ["", f"![incumbent vs challenger per slice](data:image/png;base64,{encoded})"]
     replies = {s["id"]: s["reply"] for s in golden.incumbent.sample}
-    if golden.challenger.sample:
-        lines += [
-            "",
-            "### Sample replies (redacted)",
-            "",
-            "| category | customer | reference | incumbent | challenger |",
-            "|---|---|---|---|---|",
-        ]
-        lines += [
-            "| "
-            + " | ".join(
-                _cell(text)
-                for text in (
-                    s["category"],
-                    s["customer"],
-                    s["reference"],
-                    replies.get(s["id"], ""),
-                    s["reply"],
-                )
-            )
-            + " |"
-            for s in golden.challenger.sample
-        ]
+    if golden.challenger.sample:  # one block per example: long replies wrap in a list
+        lines += ["", "### Sample replies (redacted)"]
+        for n, sample in enumerate(golden.challenger.sample, 1):
+            lines += [
+                "",
+                f"**{n}. {_cell(sample['category'], 40)}**: {_cell(sample['customer'])}",
+                f"- reference: {_cell(sample['reference'])}",
+                f"- incumbent: {_cell(replies.get(sample['id'], ''))}",
+                f"- challenger: {_cell(sample['reply'])}",
+            ]
     return "\n".join(lines)
 
 

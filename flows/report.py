@@ -18,6 +18,8 @@ from tasks.quality import QualityReport
 from tasks.train_local import TrainResult
 from tasks.trainer_report import loss_chart_markdown, summary_rows
 
+SPLITS = ("train", "validation", "golden", "heldout")
+
 
 def ingest(result: IngestResult, objects: int) -> None:
     rows = [
@@ -47,8 +49,8 @@ def quality(report: QualityReport, config: QualitySettings | None = None) -> Non
     create_table_artifact(
         rows,
         key="retrain-quality",
-        description=f"2 validate: quality gate {verdict}; PII redacted {report.pii_redactions}; "
-        f"Data Docs under {report.data_docs_prefix}",
+        description=f"2 validate: quality gate {verdict}; "
+        f"PII redacted: {_counts(report.pii_redactions)}",
     )
     quality_report.publish(report, config)  # bias findings and the Data Docs link
 
@@ -60,15 +62,33 @@ def dataset(ref: DatasetRef) -> None:
         "| split | examples |",
         "|---|---|",
     ]
-    lines += [f"| {name} | {count} |" for name, count in ref.counts.items()]
-    create_markdown_artifact("\n".join(lines), key="retrain-dataset", description="3 prepare")
+    # the splits, and what was set aside, in two tables: one table read "duplicate" as a split
+    splits = {n: c for n, c in ref.counts.items() if n in SPLITS}
+    lines += [f"| {name} | {count} |" for name, count in splits.items()]
+    dropped = {n: c for n, c in ref.counts.items() if n not in SPLITS}
+    if dropped:
+        lines += ["", "| set aside | records |", "|---|---|"]
+        lines += [f"| {name.replace('_', ' ')} | {count} |" for name, count in dropped.items()]
+    create_markdown_artifact(
+        "\n".join(lines), key="retrain-dataset", description="3 prepare: chat-format dataset"
+    )
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "none"
 
 
 def training(result: TrainResult) -> None:
+    # the UI does not wrap table cells: the batching reason goes in the (wrapped) description
+    rows = [
+        {**row, "value": result.batching} if row["what"] == "batching" else row
+        for row in summary_rows(result)
+    ]
     create_table_artifact(
-        summary_rows(result),
+        rows,
         key="retrain-training",
-        description=f"4 fine-tune: {result.steps} steps, {result.fraction_seen:.1%} of the window",
+        description=f"4 fine-tune: {result.steps} steps, {result.fraction_seen:.1%} of the window; "
+        f"batching: {result.batching_reason}",
     )
     create_markdown_artifact(
         f"**Loss curve** ({result.steps} steps on {result.device})\n\n"

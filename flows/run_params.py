@@ -17,6 +17,7 @@ from typing import Annotated
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.run_guard import one_run_per_model
 from flows.summary import RunSummary  # light; resolvable, so Prefect reads the signature
 from tasks.config import Settings, apply_runtime_env
 
@@ -65,13 +66,16 @@ def settings_for(params: RunParams) -> Settings:
 def retrain_deployment(params: RunParams = RunParams()) -> RunSummary:  # noqa: B008 (frozen)
     """Retrain one model with the worker's infrastructure settings and the run's choices."""
     apply_runtime_env()
-    get_run_logger().info("retrain of %s started: %s", params.model_name, params.reason)
+    logger = get_run_logger()
+    logger.info("retrain of %s started: %s", params.model_name, params.reason)
     # imported here, not at module level: the pipeline's libraries (torch, transformers, GX)
     # take seconds to import, and the run shows as Running (with this log line) meanwhile
     from flows.retrain import retrain
 
-    # .fn: the pipeline runs as this flow run (one run in the UI), not as a nested one
-    return retrain.fn(settings=settings_for(params))
+    # one retrain of a model at a time, whoever started it (flows/run_guard.py); .fn: the
+    # pipeline runs as this flow run (one run in the UI), not as a nested one
+    with one_run_per_model(params.model_name, logger.info):
+        return retrain.fn(settings=settings_for(params))
 
 
 class MonitorParams(BaseModel):

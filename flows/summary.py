@@ -5,16 +5,20 @@ It is what `retrain run --json` prints and what the final Prefect artifact shows
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from tasks.dataset import DatasetRef
-from tasks.evaluate import Comparison, SliceMetrics
-from tasks.ingest import IngestResult, ObjectRef
-from tasks.policy import Decision
-from tasks.quality import QualityReport
-from tasks.train_local import TrainResult
+from tasks.evaluate import SliceMetrics  # a field type: needed at run time
+
+if TYPE_CHECKING:  # parameter types only: importing them costs seconds (pandas, GX) in the
+    # worker's new process before a deployment run shows Running (flows/run_params.py)
+    from tasks.dataset import DatasetRef
+    from tasks.evaluate import Comparison
+    from tasks.ingest import IngestResult, ObjectRef
+    from tasks.policy import Decision
+    from tasks.quality import QualityReport
+    from tasks.train_local import TrainResult
 
 Outcome = Literal[
     "no_new_data", "data_pending", "data_rejected", "waiting_for_golden", "promoted", "not_promoted"

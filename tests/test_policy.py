@@ -196,10 +196,12 @@ def test_the_decision_artifact_lists_every_rule_and_a_chart_that_renders(baselin
     markdown = decision_markdown(decision, comparisons)
 
     assert "**PROMOTE**" in markdown
-    assert markdown.count("| pass |") == len(decision.checks)
+    assert markdown.count("- **pass** · ") == len(decision.checks)
     png = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown)
     image = imread(io.BytesIO(base64.b64decode(png.group(1))), format="png")
     assert image.shape[0] > 100 and image.shape[1] > 400  # overall + every slice, two panels
     table = evaluation_rows(comparisons)
     assert {r["slice"] for r in table} >= {"overall", "category:REFUND", "segment:polite"}
-    assert all("challenger loss" in r and "incumbent loss" in r for r in table)
+    overall = next(r for r in table if r["set"] == "golden" and r["slice"] == "overall")
+    incumbent, challenger = (float(v) for v in overall["loss"].split(" → "))
+    assert challenger < incumbent  # the challenger was made 0.3 better
