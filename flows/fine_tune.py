@@ -1,0 +1,139 @@
+"""The fine-tune flow: stage 4 of a retrain, runnable on another machine (a GPU worker).
+
+It takes small typed references (tasks/handoff.py `FineTuneParams`) and answers with S3 URIs:
+the adapter, the training report, the checkpoints. The retrain flow calls it
+
+- as the deployment `training.worker.deployment` (e.g. `fine-tune/gpu`, on the `gpu` work
+  pool) with `run_deployment`, when that setting is set; the run holds one slot of the Prefect
+  global concurrency limit `gpu` while it trains;
+- in its own process otherwise (the demo, most tests), as a subflow.
+
+Either way the answer comes back through S3, never as a local path.
+
+Several GPUs, or a run outside Prefect (the same entry point, no server needed):
+
+    accelerate launch --config_file deployments/accelerate/ddp.yaml -m flows.fine_tune params.json
+    python -m flows.fine_tune params.json      # one process (CPU or one GPU)
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.concurrency.sync import concurrency
+from prefect.context import FlowRunContext
+from prefect.deployments import run_deployment
+
+from tasks.config import Settings, apply_runtime_env
+from tasks.dataset import DatasetRef
+from tasks.handoff import (
+    FineTuneOutput,
+    FineTuneParams,
+    challenger_result,
+    read_output,
+    run_fine_tune,
+    s3_uri,
+)
+from tasks.registry import Champion, _version_prefix
+from tasks.train_local import TrainResult
+from tasks.window import TrainingWindow
+
+
+@contextmanager
+def gpu_slot(limit: str) -> Iterator[None]:
+    """Hold one slot of the global concurrency limit `limit`; say so when none is free."""
+    from prefect.client.orchestration import get_client
+
+    log = get_run_logger()
+    with get_client(sync_client=True) as client:
+        state = client.read_global_concurrency_limit_by_name(limit)
+    if state.active_slots >= state.limit:
+        log.info(
+            "waiting for a `%s` slot: all %d are in use by other fine-tune runs",
+            limit,
+            state.limit,
+        )
+    asked = time.monotonic()
+    with concurrency(limit, occupy=1, strict=True):
+        log.info("holding a `%s` slot (waited %.1f s)", limit, time.monotonic() - asked)
+        yield
+
+
+def _own_deployment_id() -> str | None:
+    """This run's own deployment; None for a subflow (even of a deployed retrain run)."""
+    context = FlowRunContext.get()
+    run = context.flow_run if context else None
+    return str(run.deployment_id) if run and run.deployment_id else None
+
+
+@flow(name="fine-tune")
+def fine_tune(params: FineTuneParams, settings: Settings | None = None) -> FineTuneOutput:
+    """Train the challenger from S3 references; upload adapter + report; return their URIs."""
+    apply_runtime_env()
+    settings = settings or Settings()  # a worker: endpoint, bucket and cache from its env
+    if _own_deployment_id():  # a worker's run: one per GPU slot
+        with gpu_slot(params.training.worker.gpu_limit):
+            output = run_fine_tune(settings, params)
+    else:
+        output = run_fine_tune(settings, params)
+    assert output is not None  # a flow run is a single process: rank 0
+    return output
+
+
+def fine_tune_stage(
+    settings: Settings,
+    dataset: DatasetRef,
+    run_id: str,
+    window: TrainingWindow,
+    champion: Champion,
+) -> TrainResult:
+    """Stage 4 (local backend): train on a GPU worker or here; the challenger comes via S3."""
+    init_uri = None
+    if settings.training.init == "champion" and champion.model.version:
+        adapter_prefix = _version_prefix(settings, champion.model.version) + "adapter/"
+        init_uri = s3_uri(settings.s3.bucket, adapter_prefix)
+    params = FineTuneParams(
+        run_id=run_id,
+        bucket=settings.s3.bucket,
+        dataset=dataset,
+        window=window,
+        training=settings.training,
+        init_adapter_uri=init_uri,
+    )
+    deployment = settings.training.worker.deployment
+    if deployment:
+        run = run_deployment(
+            deployment, parameters={"params": params.model_dump(mode="json")}, timeout=None
+        )
+        if not run.state or not run.state.is_completed():
+            state = run.state.name if run.state else "unknown"
+            raise RuntimeError(
+                f"fine-tune deployment {deployment!r} run {run.id} ended {state}: see its "
+                "logs in the Prefect UI; the checkpoints in S3 let a re-run resume"
+            )
+    else:
+        fine_tune(params, settings)
+    return challenger_result(settings, read_output(settings, run_id))
+
+
+def main(params_file: str) -> None:
+    """`python -m flows.fine_tune params.json`: train without Prefect (accelerate launch)."""
+    apply_runtime_env()
+    # Prefect configured the root logger on import; outside a run, plain lines on stderr
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+    params = FineTuneParams.model_validate_json(Path(params_file).read_text())
+    output = run_fine_tune(Settings(), params)
+    if output is not None:
+        print(output.adapter_uri)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m flows.fine_tune PARAMS.json (see tasks/handoff.py)")
+    main(sys.argv[1])
