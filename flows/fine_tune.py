@@ -72,11 +72,7 @@ def _own_deployment_id() -> str | None:
     return str(run.deployment_id) if run and run.deployment_id else None
 
 
-@flow(name="fine-tune")
-def fine_tune(params: FineTuneParams, settings: Settings | None = None) -> FineTuneOutput:
-    """Train the challenger from S3 references; upload adapter + report; return their URIs."""
-    apply_runtime_env()
-    settings = settings or Settings()  # a worker: endpoint, bucket and cache from its env
+def _train(params: FineTuneParams, settings: Settings) -> FineTuneOutput:
     if _own_deployment_id():  # a worker's run: one per GPU slot
         with gpu_slot(params.training.worker.gpu_limit):
             output = run_fine_tune(settings, params)
@@ -84,6 +80,21 @@ def fine_tune(params: FineTuneParams, settings: Settings | None = None) -> FineT
         output = run_fine_tune(settings, params)
     assert output is not None  # a flow run is a single process: rank 0
     return output
+
+
+@flow(name="fine-tune")
+def fine_tune(params: FineTuneParams) -> FineTuneOutput:
+    """The deployment entrypoint: train the challenger from S3 references on this worker, upload
+    adapter + report; returns their URIs. Endpoint, bucket and cache come from the worker's
+    environment (RETRAIN_* or retrain.toml), never from whoever starts the run."""
+    apply_runtime_env()
+    return _train(params, Settings())
+
+
+@flow(name="fine-tune")
+def fine_tune_here(params: FineTuneParams, settings: Settings) -> FineTuneOutput:
+    """The same run as a subflow of retrain, with the retrain run's settings."""
+    return _train(params, settings)
 
 
 def fine_tune_stage(
@@ -118,7 +129,7 @@ def fine_tune_stage(
                 "logs in the Prefect UI; the checkpoints in S3 let a re-run resume"
             )
     else:
-        fine_tune(params, settings)
+        fine_tune_here(params, settings)
     return challenger_result(settings, read_output(settings, run_id))
 
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,8 +17,14 @@ import pytest
 from test_window import examples, put_golden, put_version, ref
 
 from tasks.checkpoints import checkpoint_key, checkpoint_prefix, complete_steps
-from tasks.handoff import FineTuneParams, run_fine_tune, write_params
-from tasks.s3 import list_objects, s3_client
+from tasks.handoff import (
+    FineTuneParams,
+    download_model_dir,
+    resolve_worker_base_model,
+    run_fine_tune,
+    write_params,
+)
+from tasks.s3 import list_objects, s3_client, upload_dir
 from tasks.window import single_version_window
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,3 +122,58 @@ def test_a_killed_worker_resumes_from_its_last_complete_checkpoint(
     assert resumed.result.loss_curve[-1] == pytest.approx(reference.result.loss_curve[-1], rel=1e-3)
     assert resumed.result.best_val_loss == pytest.approx(reference.result.best_val_loss, rel=1e-3)
     assert len(resumed.result.loss_curve) == STEPS - landed[-1]  # only the lost steps retrained
+
+
+def test_a_run_waits_for_a_free_gpu_slot_and_says_so(prefect_api, caplog):
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.concurrency.sync import concurrency
+
+    from flows.fine_tune import gpu_slot
+
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name="gpu-pytest", limit=1)
+        )
+
+    @flow
+    def one_training() -> float:
+        with gpu_slot("gpu-pytest"):
+            return time.monotonic()
+
+    with ThreadPoolExecutor(1) as pool:
+        with concurrency("gpu-pytest", occupy=1):  # another run trains on the only GPU
+            waiting = pool.submit(one_training)
+            time.sleep(3)
+            assert not waiting.done()
+            released = time.monotonic()
+        started = waiting.result(timeout=60)
+    assert started >= released
+    assert "waiting for a `gpu-pytest` slot: all 1 are in use" in caplog.text
+    assert "holding a `gpu-pytest` slot" in caplog.text
+
+
+def test_base_model_and_adapters_cross_s3_as_safetensors_only(settings, tiny_model_dir, tmp_path):
+    client, bucket = s3_client(settings.s3), settings.s3.bucket
+    upload_dir(client, tiny_model_dir, bucket, "base-models/tiny/")
+    worker = settings.model_copy(
+        update={
+            "cache_dir": tmp_path,
+            "training": settings.training.model_copy(
+                update={"base_model": f"s3://{bucket}/base-models/tiny"}
+            ),
+        }
+    )
+    local = resolve_worker_base_model(worker)
+    assert local.is_relative_to(tmp_path) and (local / "model.safetensors").is_file()
+    assert resolve_worker_base_model(worker) == local  # downloaded once
+
+    client.put_object(Bucket=bucket, Key="base-models/pickled/pytorch_model.bin", Body=b"x")
+    client.put_object(Bucket=bucket, Key="base-models/pickled/model.safetensors", Body=b"x")
+    with pytest.raises(ValueError, match=r"pickled files \['pytorch_model.bin'\].*safetensors"):
+        download_model_dir(worker, f"s3://{bucket}/base-models/pickled/", tmp_path / "p")
+    with pytest.raises(ValueError, match=r"no \*\.safetensors"):
+        download_model_dir(worker, f"s3://{bucket}/nothing-here/", tmp_path / "n")
+    with pytest.raises(ValueError, match="s3://bucket/prefix"):
+        download_model_dir(worker, "/local/path", tmp_path / "x")
