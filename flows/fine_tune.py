@@ -14,15 +14,21 @@ Several GPUs, or a run outside Prefect (the same entry point, no server needed):
 
     accelerate launch --config_file deployments/accelerate/ddp.yaml -m flows.fine_tune params.json
     python -m flows.fine_tune params.json      # one process (CPU or one GPU)
+
+A deployment run does the same when `training.worker.launch_command` is set (e.g.
+`accelerate launch --config_file deployments/accelerate/ddp.yaml`, with `worker.gpus = 2`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -39,6 +45,7 @@ from tasks.handoff import (
     read_output,
     run_fine_tune,
     s3_uri,
+    write_params,
 )
 from tasks.registry import Champion, _version_prefix
 from tasks.train_local import TrainResult
@@ -46,21 +53,22 @@ from tasks.window import TrainingWindow
 
 
 @contextmanager
-def gpu_slot(limit: str) -> Iterator[None]:
-    """Hold one slot of the global concurrency limit `limit`; say so when none is free."""
+def gpu_slot(limit: str, gpus: int = 1) -> Iterator[None]:
+    """Hold `gpus` slots of the global concurrency limit `limit`; say so when none are free."""
     from prefect.client.orchestration import get_client
 
     log = get_run_logger()
     with get_client(sync_client=True) as client:
         state = client.read_global_concurrency_limit_by_name(limit)
-    if state.active_slots >= state.limit:
+    if state.active_slots + gpus > state.limit:
         log.info(
-            "waiting for a `%s` slot: all %d are in use by other fine-tune runs",
+            "waiting for a `%s` slot: %d of %d are in use by other fine-tune runs",
             limit,
+            state.active_slots,
             state.limit,
         )
     asked = time.monotonic()
-    with concurrency(limit, occupy=1, strict=True):
+    with concurrency(limit, occupy=gpus, strict=True):
         log.info("holding a `%s` slot (waited %.1f s)", limit, time.monotonic() - asked)
         yield
 
@@ -72,11 +80,32 @@ def _own_deployment_id() -> str | None:
     return str(run.deployment_id) if run and run.deployment_id else None
 
 
+def launch(command: str, params: FineTuneParams, settings: Settings) -> FineTuneOutput:
+    """Train in processes started by `command` (accelerate launch: one per GPU); rank 0
+    uploads, and the answer is read back from S3."""
+    run_dir = settings.cache_dir / "runs" / params.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    params_file = write_params(params, run_dir / "params.json")
+    argv = [*shlex.split(command), "-m", "flows.fine_tune", str(params_file)]
+    get_run_logger().info("training in separate processes: %s", shlex.join(argv))
+    s3 = settings.s3  # the processes read Settings() from the environment: same S3, same cache
+    env = {
+        **os.environ,
+        "RETRAIN_CACHE_DIR": str(settings.cache_dir),
+        "RETRAIN_S3__BUCKET": s3.bucket,
+        "RETRAIN_S3__REGION": s3.region,
+        **({"RETRAIN_S3__ENDPOINT_URL": s3.endpoint_url} if s3.endpoint_url else {}),
+    }
+    subprocess.run(argv, check=True, env=env, cwd=Path(__file__).resolve().parents[1])
+    return read_output(settings, params.run_id)
+
+
 def _train(params: FineTuneParams, settings: Settings) -> FineTuneOutput:
-    if _own_deployment_id():  # a worker's run: one per GPU slot
-        with gpu_slot(params.training.worker.gpu_limit):
-            output = run_fine_tune(settings, params)
-    else:
+    worker = params.training.worker
+    slot = gpu_slot(worker.gpu_limit, worker.gpus) if _own_deployment_id() else nullcontext()
+    with slot:  # a worker's run holds its GPUs' slots while it trains
+        if worker.launch_command:
+            return launch(worker.launch_command, params, settings)
         output = run_fine_tune(settings, params)
     assert output is not None  # a flow run is a single process: rank 0
     return output

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -87,6 +88,8 @@ def download_latest(settings: Settings, prefix: str, local_root: Path) -> Path |
     if not steps:
         return None
     client = s3_client(settings.s3)
+    # under `accelerate launch` each process of this host fetches its own copy
+    local_root = local_root / f"rank-{os.environ.get('LOCAL_RANK', '0')}"
     shutil.rmtree(local_root, ignore_errors=True)
 
     def fetch(step: int) -> Path:

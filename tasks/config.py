@@ -312,6 +312,13 @@ class TrainingWorkerSettings(BaseModel):
     gpu_limit: str = Field(
         "gpu", description="Prefect global concurrency limit that counts the GPU slots."
     )
+    gpus: int = Field(1, ge=1, description="GPU slots one fine-tune run holds.")
+    launch_command: str = Field(
+        "",
+        description="Train in processes started by this command + `-m flows.fine_tune "
+        "PARAMS.json`, e.g. `accelerate launch --config_file deployments/accelerate/ddp.yaml` "
+        "for several GPUs; empty: in the flow's own process.",
+    )
     checkpoints_prefix: str = Field(
         "checkpoints/", description="S3 prefix of checkpoints, per window + config key."
     )

@@ -460,7 +460,11 @@ def train_local(
     train_seconds = time.perf_counter() - train_started
 
     # save: safetensors, tokenizer, HF model card; arguments as JSON, never pickled
-    merged_dir = save_outputs(trainer, tokenizer, output_dir, training.merge_adapter)
+    # under `accelerate launch` every process gets here; one writes (tasks/handoff.py uploads)
+    main = trainer.is_world_process_zero()
+    merged_dir = None
+    if main:
+        merged_dir = save_outputs(trainer, tokenizer, output_dir, training.merge_adapter)
     args = json.loads(trainer.args.to_json_string())
     steps_done = trainer.state.global_step
     examples_seen = count_examples_seen(steps_done, training.batch_size, len(train_rows))
@@ -494,5 +498,6 @@ def train_local(
         resumed_from_step=int(resume_from.name.split("-")[-1]) if resume_from else None,
         training_args={k: args[k] for k in sorted(args) if not k.startswith("_")},
     )
-    (output_dir / "README.md").write_text(hf_model_card(result, settings, window))
+    if main:
+        (output_dir / "README.md").write_text(hf_model_card(result, settings, window))
     return result

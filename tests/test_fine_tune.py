@@ -150,7 +150,7 @@ def test_a_run_waits_for_a_free_gpu_slot_and_says_so(prefect_api, caplog):
             released = time.monotonic()
         started = waiting.result(timeout=60)
     assert started >= released
-    assert "waiting for a `gpu-pytest` slot: all 1 are in use" in caplog.text
+    assert "waiting for a `gpu-pytest` slot: 1 of 1 are in use" in caplog.text
     assert "holding a `gpu-pytest` slot" in caplog.text
 
 
