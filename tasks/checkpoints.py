@@ -118,7 +118,13 @@ def s3_sync_callback(settings: Settings, prefix: str):
 
     class SyncCheckpointsToS3(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
-            if not state.is_world_process_zero:  # one uploader when several processes train
+            # Under `accelerate launch` / torchrun every process writes part of the checkpoint
+            # (its RNG state): upload once all have, from one process.
+            if args.distributed_state is not None:
+                args.distributed_state.wait_for_everyone()
+            # the environment's RANK too: a launcher's processes that formed no process group
+            # (e.g. torchrun on CPU) each think they are process zero
+            if not state.is_world_process_zero or os.environ.get("RANK", "0") != "0":
                 return
             local = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if local.is_dir():
