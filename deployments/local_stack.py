@@ -1,8 +1,9 @@
 """`make up` / `make down`: the whole product on this machine, the way it runs in production.
 
 up:   moto S3 (+ SQS for the bucket's notifications), a Prefect server on SQLite, the `cpu` and
-      `gpu` work pools, every deployment from deployments/prefect.yaml, one worker per pool and
-      the S3 → Prefect event bridge; prints the UI address.
+      `gpu` work pools, the global concurrency limit `gpu` (RETRAIN_GPU_SLOTS slots, default 1),
+      every deployment from deployments/prefect.yaml, one worker per pool and the S3 → Prefect
+      event bridge; prints the UI address.
 down: stops exactly the processes `up` started (their ids are in .stack/pids.json).
 
     python deployments/local_stack.py up [--prefect-port 4200] [--s3-port 5055]
@@ -77,6 +78,17 @@ def _prefect(env: dict[str, str], *args: str) -> None:
     )
 
 
+def _gpu_slots(env: dict[str, str], slots: int) -> None:
+    """The global concurrency limit `gpu`: a fine-tune run holds one slot while it trains
+    (flows/fine_tune.py), so set it to the number of GPUs behind the `gpu` pool."""
+    create = ["global-concurrency-limit", "create", "gpu", "--limit", str(slots)]
+    created = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", *create], cwd=ROOT, env=env, capture_output=True
+    )
+    if created.returncode:  # kept in .stack/prefect from an earlier `up`: resize it
+        _prefect(env, "global-concurrency-limit", "update", "gpu", "--limit", str(slots))
+
+
 def _s3_notifications(env: dict[str, str]) -> str:
     """The bucket, and its object-created notifications into an SQS queue; returns the queue."""
     import boto3
@@ -117,6 +129,7 @@ def up(prefect_port: int, s3_port: int) -> None:
     _wait_for(f"{env['PREFECT_API_URL']}/health", "the Prefect server", 180)
     for pool, pool_type in POOLS.items():
         _prefect(env, "work-pool", "create", pool, "--type", pool_type, "--overwrite")
+    _gpu_slots(env, int(os.environ.get("RETRAIN_GPU_SLOTS", "1")))
     _prefect(env, "deploy", "--prefect-file", "deployments/prefect.yaml", "--all")
     for pool in POOLS:
         _start(

@@ -13,6 +13,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from flows import approval, evaluation_report, report
+from flows.fine_tune import fine_tune_stage
 from flows.summary import RunSummary
 from tasks.api_guards import choose_backend
 from tasks.config import Settings, apply_runtime_env
@@ -32,7 +33,6 @@ from tasks.registry import (
     register_version,
 )
 from tasks.train_api import cancel_on_flow_cancellation, register_api_version, train_api
-from tasks.train_local import train_local
 from tasks.window import build_window
 
 
@@ -117,8 +117,8 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
     else:
         window = build_window(settings, dataset)
         champion = current_champion(settings)
-        init_from = champion.model.adapter_dir if settings.training.init == "champion" else None
-        trained = train_local(settings, dataset, run_id, window, init_from)
+        # here or as the GPU deployment (training.worker.deployment); the adapter comes via S3
+        trained = fine_tune_stage(settings, dataset, run_id, window, champion)
     summary = summary.with_training(trained)
     report.training(trained)
 

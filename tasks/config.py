@@ -295,6 +295,45 @@ class ApiSettings(BaseModel):
     )
 
 
+class TrainingWorkerSettings(BaseModel):
+    """Where the local backend trains (flows/fine_tune.py) and how it survives a lost worker."""
+
+    deployment: str = Field(
+        "",
+        description="`fine-tune/gpu`: run training as that deployment (on the `gpu` work pool) "
+        "and wait for it; empty: train in the retrain flow's own process.",
+    )
+    checkpoint_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Save a resumable checkpoint every N optimizer steps and sync it to S3 "
+        "(with validation on, a multiple of `eval_steps`); None: no checkpoints.",
+    )
+    gpu_limit: str = Field(
+        "gpu", description="Prefect global concurrency limit that counts the GPU slots."
+    )
+    gpus: int = Field(1, ge=1, description="GPU slots one fine-tune run holds.")
+    launch_command: str = Field(
+        "",
+        description="Train in processes started by this command + `-m flows.fine_tune "
+        "PARAMS.json`, e.g. `accelerate launch --config_file deployments/accelerate/ddp.yaml` "
+        "for several GPUs; empty: in the flow's own process.",
+    )
+    checkpoints_prefix: str = Field(
+        "checkpoints/", description="S3 prefix of checkpoints, per window + config key."
+    )
+    handoff_prefix: str = Field(
+        "training/", description="S3 prefix of trained adapters and reports, per run id."
+    )
+
+    @field_validator("checkpoints_prefix", "handoff_prefix")
+    @classmethod
+    def _ends_with_slash(cls, prefix: str) -> str:
+        if not prefix.endswith("/"):
+            raise ValueError(f"an S3 prefix must end with '/', got {prefix!r}; add the slash")
+        return prefix
+
+
 class TrainingSettings(BaseModel):
     """The fine-tuning step: method, budget, validation and the LoRA knobs; the rest are TRL's
     defaults (see `tasks/train_local.py` for the few it changes and why)."""
@@ -358,6 +397,7 @@ class TrainingSettings(BaseModel):
         "(flash-attention on CUDA), else padded batches grouped by length.",
     )
     seed: int = Field(42, description="Seed for data order and adapter init.")
+    worker: TrainingWorkerSettings = Field(default_factory=TrainingWorkerSettings)
 
     @model_validator(mode="after")
     def _champion_needs_lora(self) -> TrainingSettings:

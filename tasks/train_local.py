@@ -27,6 +27,7 @@ from prefect import task
 from pydantic import BaseModel, Field
 
 from tasks.base_model import resolve_base_model
+from tasks.checkpoints import download_latest, s3_sync_callback
 from tasks.config import Settings, TrainingSettings
 from tasks.dataset import DatasetRef
 from tasks.trainer_report import (
@@ -69,6 +70,7 @@ class TrainResult(BaseModel):
     batching_reason: str = ""
     dataset_versions: list[str] = Field(default_factory=list)
     init: str = "base"
+    resumed_from_step: int | None = None
     training_args: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -191,6 +193,13 @@ def sft_config(
     from trl import SFTConfig
 
     evaluation: dict[str, Any] = {"save_strategy": "no"}
+    every = training.worker.checkpoint_steps
+    if every and validate and every % training.eval_steps:
+        raise ValueError(
+            f"`training.worker.checkpoint_steps` ({every}) must be a multiple of "
+            f"`training.eval_steps` ({training.eval_steps}) so the best adapter is among the "
+            "saved checkpoints; change one of them"
+        )
     if validate:
         # Evaluate and save the adapter at the same interval, so the best one can be kept.
         evaluation = {
@@ -205,6 +214,9 @@ def sft_config(
             "greater_is_better": False,
             "per_device_eval_batch_size": training.batch_size,
         }
+    if every:
+        # Resumable checkpoints (tasks/checkpoints.py): optimizer, scheduler and RNG state too.
+        evaluation |= {"save_strategy": "steps", "save_steps": every, "save_only_model": False}
     return SFTConfig(
         output_dir=str(output_dir),
         max_steps=steps,
@@ -370,10 +382,12 @@ def train_local(
     run_id: str,
     window: TrainingWindow | None = None,
     init_adapter_dir: str | None = None,
+    checkpoint_prefix: str | None = None,
 ) -> TrainResult:
     """Fine-tune on the training window (default: the dataset's own train split); save the
     adapter under the cache dir. `init_adapter_dir` continues that LoRA adapter
-    (`training.init = champion`).
+    (`training.init = champion`). With `checkpoint_prefix` (an S3 prefix, tasks/checkpoints.py)
+    checkpoints are synced there and training resumes from the newest complete one.
 
     No retries: a failed fine-tune is investigated, not blindly repeated.
     """
@@ -435,12 +449,22 @@ def train_local(
     trainer.add_callback(progress_callback(train_log))
     if eval_rows and training.early_stopping_patience:
         trainer.add_callback(EarlyStoppingCallback(training.early_stopping_patience))
+    resume_from = None
+    if checkpoint_prefix:
+        trainer.add_callback(s3_sync_callback(settings, checkpoint_prefix))
+        resume_from = download_latest(settings, checkpoint_prefix, run_dir / "resume")
+        if resume_from:
+            log.info("resuming from %s (synced from S3)", resume_from.name)
     train_started = time.perf_counter()
-    output = trainer.train()
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - train_started
 
     # save: safetensors, tokenizer, HF model card; arguments as JSON, never pickled
-    merged_dir = save_outputs(trainer, tokenizer, output_dir, training.merge_adapter)
+    # under `accelerate launch` every process gets here; one writes (tasks/handoff.py uploads)
+    main = trainer.is_world_process_zero()
+    merged_dir = None
+    if main:
+        merged_dir = save_outputs(trainer, tokenizer, output_dir, training.merge_adapter)
     args = json.loads(trainer.args.to_json_string())
     steps_done = trainer.state.global_step
     examples_seen = count_examples_seen(steps_done, training.batch_size, len(train_rows))
@@ -471,7 +495,9 @@ def train_local(
         batching_reason=plan.reason,
         dataset_versions=[v.version for v in window.versions],
         init="champion" if init_adapter_dir else "base",
+        resumed_from_step=int(resume_from.name.split("-")[-1]) if resume_from else None,
         training_args={k: args[k] for k in sorted(args) if not k.startswith("_")},
     )
-    (output_dir / "README.md").write_text(hf_model_card(result, settings, window))
+    if main:
+        (output_dir / "README.md").write_text(hf_model_card(result, settings, window))
     return result

@@ -32,11 +32,15 @@ RETRAIN = "retrain/support-bot"
 def test_every_entrypoint_loads_and_exposes_no_infrastructure_setting(monkeypatch):
     monkeypatch.chdir(ROOT)
     deployments = yaml.safe_load(PREFECT_YAML.read_text())["deployments"]
-    assert {d["name"] for d in deployments} >= {"support-bot", "s3-sensor"}
+    assert {d["name"] for d in deployments} >= {"support-bot", "s3-sensor", "gpu"}
     for deployment in deployments:
         flow = load_flow_from_entrypoint(deployment["entrypoint"])
         assert "settings" not in flow.parameters.properties
-        assert deployment["concurrency_limit"]["limit"] == 1
+        if deployment["work_pool"]["name"] == "gpu":  # slots: the global limit `gpu`
+            assert "concurrency_limit" not in deployment
+            assert set(flow.parameters.properties) == {"params"}
+        else:
+            assert deployment["concurrency_limit"]["limit"] == 1
 
 
 def test_run_params_override_only_the_run_choices(monkeypatch):
@@ -83,10 +87,15 @@ def _runs_of(client, deployment_id: uuid.UUID, expected: int, timeout: float = 2
 @pytest.mark.integration
 def test_prefect_deploy_creates_schedules_triggers_and_one_run_per_burst(prefect_api):
     with get_client(sync_client=True) as client:
-        client.create_work_pool(WorkPoolCreate(name="cpu", type="process"), overwrite=True)
+        for pool in ("cpu", "gpu"):
+            client.create_work_pool(WorkPoolCreate(name=pool, type="process"), overwrite=True)
     _deploy()
 
     with get_client(sync_client=True) as client:
+        fine_tune = client.read_deployment_by_name("fine-tune/gpu")
+        assert fine_tune.work_pool_name == "gpu"
+        assert fine_tune.entrypoint == "flows/fine_tune.py:fine_tune"
+        assert set(fine_tune.parameter_openapi_schema["properties"]) == {"params"}
         retrain = client.read_deployment_by_name(RETRAIN)
         assert retrain.entrypoint == "flows/run_params.py:retrain_deployment"
         assert retrain.work_pool_name == "cpu"

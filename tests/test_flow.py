@@ -9,7 +9,12 @@ from datetime import date
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+)
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -36,10 +41,14 @@ def objects(settings, prefix: str) -> list[str]:
 
 
 def artifact_keys(flow_run_id: str) -> set[str]:
-    """The artifacts a run left in the Prefect API: what a person sees in the UI."""
+    """The artifacts a run and its subflow runs (fine-tune) left in the Prefect API: what a
+    person sees in the UI."""
     with get_client(sync_client=True) as client:
+        parent = FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=parent))
+        run_ids = [flow_run_id, *(str(run.id) for run in children)]
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids))
         )
     return {a.key for a in artifacts}
 

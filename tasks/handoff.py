@@ -1,0 +1,176 @@
+"""The S3 hand-off between the retrain flow and a fine-tune worker: nothing crosses as a path.
+
+The retrain flow sends small typed references (`FineTuneParams`: dataset keys in the bucket, the
+window, the training config, the run id, the init adapter as an s3:// URI). The worker trains,
+then uploads under `training/<run-id>/`:
+
+    adapter/            LoRA adapter (safetensors) + tokenizer + Hugging Face model card
+    train_result.json   the training report (TrainResult: steps, losses, tokens/s, ...)
+    output.json         FineTuneOutput: the URIs above, written last (the run's answer)
+
+The retrain side reads output.json and downloads the adapter into its own cache for evaluation
+and the registry. Only safetensors weights travel: a pickled weight file is refused both ways.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tasks.base_model import resolve_base_model
+from tasks.checkpoints import checkpoint_key, checkpoint_prefix
+from tasks.config import Settings, TrainingSettings
+from tasks.dataset import DatasetRef
+from tasks.s3 import download_prefix, get_json, put_json, s3_client, upload_dir
+from tasks.train_local import TrainResult, train_local
+from tasks.trainer_report import in_prefect_run
+from tasks.window import TrainingWindow
+
+PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+OUTPUT = "output.json"
+
+
+class FineTuneParams(BaseModel):
+    """What a fine-tune run needs; the worker's own settings supply endpoint and cache."""
+
+    run_id: str
+    bucket: str = Field(description="Bucket every key below lives in.")
+    dataset: DatasetRef
+    window: TrainingWindow
+    training: TrainingSettings
+    init_adapter_uri: str | None = Field(None, description="s3:// prefix of a LoRA to continue.")
+
+
+class FineTuneOutput(BaseModel):
+    adapter_uri: str
+    report_uri: str
+    checkpoint_uri: str | None = None
+    result: TrainResult = Field(description="Metrics; its paths are the worker's, not ours.")
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"expected an s3://bucket/prefix URI, got {uri!r}")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+def handoff_prefix(settings: Settings, run_id: str) -> str:
+    return f"{settings.training.worker.handoff_prefix}{run_id}/"
+
+
+def refuse_pickles(local_dir: Path, where: str) -> None:
+    """Weights travel as safetensors only; a pickle can run code when it is loaded."""
+    pickles = sorted(p.name for p in local_dir.rglob("*") if p.suffix in PICKLED_WEIGHTS)
+    if pickles:
+        raise ValueError(
+            f"{where} holds pickled files {pickles}: only safetensors weights are accepted; "
+            "save the model with `save_pretrained(dir, safe_serialization=True)`"
+        )
+
+
+def download_model_dir(settings: Settings, uri: str, local_dir: Path) -> Path:
+    """An s3:// prefix of safetensors weights (+ tokenizer) → a fresh local directory."""
+    bucket, prefix = split_s3_uri(uri.rstrip("/") + "/")
+    shutil.rmtree(local_dir, ignore_errors=True)
+    download_prefix(s3_client(settings.s3), bucket, prefix, local_dir)
+    if not any(local_dir.glob("*.safetensors")):
+        raise ValueError(f"{uri} holds no *.safetensors weights: nothing to load")
+    refuse_pickles(local_dir, uri)
+    return local_dir
+
+
+def resolve_worker_base_model(settings: Settings) -> Path:
+    """The base model on this worker: the packaged SmolLM2, a local directory, or an s3://
+    prefix of safetensors (downloaded once into the cache, keyed by its URI)."""
+    name = settings.training.base_model
+    if not name.startswith("s3://"):
+        return resolve_base_model(name, settings.cache_dir)
+    local = settings.cache_dir / "models" / "s3" / name[5:].strip("/").replace("/", "--")
+    if (local / "config.json").is_file():
+        return local
+    return download_model_dir(settings, name, local)
+
+
+def upload_outputs(settings: Settings, result: TrainResult, run_id: str, checkpoint: str | None):
+    """Adapter, tokenizer and report under `training/<run-id>/`; output.json last."""
+    adapter_dir = Path(result.adapter_dir)
+    refuse_pickles(adapter_dir, f"the trained adapter in {adapter_dir}")
+    client, bucket = s3_client(settings.s3), settings.s3.bucket
+    prefix = handoff_prefix(settings, run_id)
+    upload_dir(client, adapter_dir, bucket, prefix + "adapter/")
+    put_json(client, bucket, prefix + "train_result.json", result.model_dump(mode="json"))
+    output = FineTuneOutput(
+        adapter_uri=s3_uri(bucket, prefix + "adapter/"),
+        report_uri=s3_uri(bucket, prefix + "train_result.json"),
+        checkpoint_uri=s3_uri(bucket, checkpoint) if checkpoint else None,
+        result=result,
+    )
+    put_json(client, bucket, prefix + OUTPUT, output.model_dump(mode="json"))
+    return output
+
+
+def read_output(settings: Settings, run_id: str) -> FineTuneOutput:
+    client = s3_client(settings.s3)
+    key = handoff_prefix(settings, run_id) + OUTPUT
+    return FineTuneOutput.model_validate(get_json(client, settings.s3.bucket, key).body)
+
+
+def is_main_process() -> bool:
+    """Under `accelerate launch` every process trains; only rank 0 uploads."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run_fine_tune(settings: Settings, params: FineTuneParams) -> FineTuneOutput | None:
+    """Train on the worker from S3 references; returns the hand-off (None on ranks > 0)."""
+    if params.bucket != settings.s3.bucket:
+        raise ValueError(
+            f"this worker's bucket is {settings.s3.bucket!r} but the run's data is in "
+            f"{params.bucket!r}: set RETRAIN_S3__BUCKET on the worker to the retrain bucket"
+        )
+    settings = settings.model_copy(update={"training": params.training})
+    run_dir = settings.cache_dir / "runs" / params.run_id
+    base_dir = resolve_worker_base_model(settings)
+    worker = settings.model_copy(
+        update={"training": params.training.model_copy(update={"base_model": str(base_dir)})}
+    )
+    init_dir = None
+    if params.init_adapter_uri:
+        init_dir = str(download_model_dir(settings, params.init_adapter_uri, run_dir / "init"))
+    prefix = None
+    if params.training.worker.checkpoint_steps:
+        prefix = checkpoint_prefix(settings, checkpoint_key(settings, params.window))
+    train: Any = train_local if in_prefect_run() else train_local.fn
+    result = train(worker, params.dataset, params.run_id, params.window, init_dir, prefix)
+    if not is_main_process():
+        return None
+    result = result.model_copy(update={"base_model": params.training.base_model})
+    return upload_outputs(settings, result, params.run_id, prefix)
+
+
+def challenger_result(settings: Settings, output: FineTuneOutput) -> TrainResult:
+    """The worker's TrainResult with this side's paths: the adapter downloaded from S3 into
+    the cache, the base model resolved here."""
+    run_id = output.adapter_uri.rstrip("/").split("/")[-2]
+    local = download_model_dir(
+        settings, output.adapter_uri, settings.cache_dir / "runs" / run_id / "challenger-s3"
+    )
+    base_dir = resolve_worker_base_model(settings)
+    return output.result.model_copy(
+        update={"adapter_dir": str(local), "base_model_dir": str(base_dir), "merged_dir": None}
+    )
+
+
+def write_params(params: FineTuneParams, path: Path) -> Path:
+    """The JSON file `python -m flows.fine_tune` (and `accelerate launch`) reads."""
+    path.write_text(json.dumps(params.model_dump(mode="json"), indent=2))
+    return path

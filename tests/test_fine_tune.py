@@ -1,0 +1,179 @@
+"""The fine-tune worker: checkpoints synced to S3, and a worker killed mid-run (SIGKILL, in its
+own process) whose re-run resumes from the last complete checkpoint instead of starting over."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from test_window import examples, put_golden, put_version, ref
+
+from tasks.checkpoints import checkpoint_key, checkpoint_prefix, complete_steps
+from tasks.handoff import (
+    FineTuneParams,
+    download_model_dir,
+    resolve_worker_base_model,
+    run_fine_tune,
+    write_params,
+)
+from tasks.s3 import list_objects, s3_client, upload_dir
+from tasks.window import single_version_window
+
+ROOT = Path(__file__).resolve().parents[1]
+INTERVAL = 2
+STEPS = 8
+
+
+def _worker_settings(settings, tiny_model_dir):
+    training = settings.training.model_copy(
+        update={
+            "base_model": str(tiny_model_dir),
+            "max_steps": STEPS,
+            "max_length": 64,
+            "batch_size": 2,
+            "eval_steps": INTERVAL,
+            "max_eval_examples": 4,
+            "early_stopping_patience": None,
+            "worker": settings.training.worker.model_copy(update={"checkpoint_steps": INTERVAL}),
+        }
+    )
+    return settings.model_copy(update={"training": training})
+
+
+def _params(settings, run_id: str) -> FineTuneParams:
+    golden_key = put_golden(settings, examples("golden", 1))
+    prefix = put_version(settings, "ds-kill", timedelta(0), examples("t", 40), examples("v", 4))
+    dataset = ref(settings, "ds-kill", prefix, golden_key)
+    return FineTuneParams(
+        run_id=run_id,
+        bucket=settings.s3.bucket,
+        dataset=dataset,
+        window=single_version_window(dataset),
+        training=settings.training,
+    )
+
+
+def _delete_prefix(settings, prefix: str) -> None:
+    client = s3_client(settings.s3)
+    for obj in list(list_objects(client, settings.s3.bucket, prefix)):
+        client.delete_object(Bucket=settings.s3.bucket, Key=obj["Key"])
+
+
+def _start_worker(settings, params_file: Path, cache_dir: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RETRAIN_S3__ENDPOINT_URL": settings.s3.endpoint_url,
+        "RETRAIN_S3__BUCKET": settings.s3.bucket,
+        "RETRAIN_CACHE_DIR": str(cache_dir),
+    }
+    command = [sys.executable, "-m", "flows.fine_tune", str(params_file)]
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def test_a_killed_worker_resumes_from_its_last_complete_checkpoint(
+    settings, tiny_model_dir, tmp_path
+):
+    settings = _worker_settings(settings, tiny_model_dir)
+    params = _params(settings, "pytest-uninterrupted")
+    prefix = checkpoint_prefix(settings, checkpoint_key(settings, params.window))
+
+    # an uninterrupted run: the reference; then its checkpoints go, as if it never ran
+    reference = run_fine_tune(settings, params)
+    assert reference is not None and reference.result.resumed_from_step is None
+    assert set(range(INTERVAL, STEPS, INTERVAL)) <= set(complete_steps(settings, prefix))
+    _delete_prefix(settings, prefix)
+
+    # a worker process, SIGKILLed as soon as its first checkpoint is complete in S3
+    params_file = write_params(
+        params.model_copy(update={"run_id": "pytest-killed"}), tmp_path / "p.json"
+    )
+    worker = _start_worker(settings, params_file, tmp_path / "killed-worker")
+    deadline = time.monotonic() + 120
+    while not complete_steps(settings, prefix):
+        assert worker.poll() is None, worker.stdout.read()
+        assert time.monotonic() < deadline, "no checkpoint reached S3 in 120 s"
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    log = worker.communicate(timeout=30)[0]
+    assert worker.returncode == -signal.SIGKILL
+    reached = max(int(s) for s in re.findall(r"step (\d+)/", log))
+    assert reached < STEPS, "the worker finished before it was killed: nothing was resumed"
+    landed = complete_steps(settings, prefix)
+
+    # the re-run, on a fresh worker (empty cache): resumes from the newest complete checkpoint
+    fresh = settings.model_copy(update={"cache_dir": tmp_path / "fresh-worker"})
+    resumed = run_fine_tune(fresh, params.model_copy(update={"run_id": "pytest-resumed"}))
+    assert resumed is not None
+    assert resumed.result.resumed_from_step == landed[-1]
+    assert reached - resumed.result.resumed_from_step <= INTERVAL  # at most one interval lost
+    assert resumed.result.steps == reference.result.steps == STEPS
+    # the same seed and restored optimizer/scheduler/RNG state: the same end point
+    assert resumed.result.loss_curve[-1] == pytest.approx(reference.result.loss_curve[-1], rel=1e-3)
+    assert resumed.result.best_val_loss == pytest.approx(reference.result.best_val_loss, rel=1e-3)
+    assert len(resumed.result.loss_curve) == STEPS - landed[-1]  # only the lost steps retrained
+
+
+def test_a_run_waits_for_a_free_gpu_slot_and_says_so(prefect_api, caplog):
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.concurrency.sync import concurrency
+
+    from flows.fine_tune import gpu_slot
+
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name="gpu-pytest", limit=1)
+        )
+
+    @flow
+    def one_training() -> float:
+        with gpu_slot("gpu-pytest"):
+            return time.monotonic()
+
+    with ThreadPoolExecutor(1) as pool:
+        with concurrency("gpu-pytest", occupy=1):  # another run trains on the only GPU
+            waiting = pool.submit(one_training)
+            time.sleep(3)
+            assert not waiting.done()
+            released = time.monotonic()
+        started = waiting.result(timeout=60)
+    assert started >= released
+    assert "waiting for a `gpu-pytest` slot: 1 of 1 are in use" in caplog.text
+    assert "holding a `gpu-pytest` slot" in caplog.text
+
+
+def test_base_model_and_adapters_cross_s3_as_safetensors_only(settings, tiny_model_dir, tmp_path):
+    client, bucket = s3_client(settings.s3), settings.s3.bucket
+    upload_dir(client, tiny_model_dir, bucket, "base-models/tiny/")
+    worker = settings.model_copy(
+        update={
+            "cache_dir": tmp_path,
+            "training": settings.training.model_copy(
+                update={"base_model": f"s3://{bucket}/base-models/tiny"}
+            ),
+        }
+    )
+    local = resolve_worker_base_model(worker)
+    assert local.is_relative_to(tmp_path) and (local / "model.safetensors").is_file()
+    assert resolve_worker_base_model(worker) == local  # downloaded once
+
+    client.put_object(Bucket=bucket, Key="base-models/pickled/pytorch_model.bin", Body=b"x")
+    client.put_object(Bucket=bucket, Key="base-models/pickled/model.safetensors", Body=b"x")
+    with pytest.raises(ValueError, match=r"pickled files \['pytorch_model.bin'\].*safetensors"):
+        download_model_dir(worker, f"s3://{bucket}/base-models/pickled/", tmp_path / "p")
+    with pytest.raises(ValueError, match=r"no \*\.safetensors"):
+        download_model_dir(worker, f"s3://{bucket}/nothing-here/", tmp_path / "n")
+    with pytest.raises(ValueError, match="s3://bucket/prefix"):
+        download_model_dir(worker, "/local/path", tmp_path / "x")
