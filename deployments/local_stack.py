@@ -61,7 +61,8 @@ def _start(name: str, command: list[str], env: dict[str, str], pids: dict[str, i
     PIDS.write_text(json.dumps(pids, indent=2))
 
 
-def _wait_for(url: str, what: str, timeout: float) -> None:
+def wait_for(url: str, what: str, timeout: float, logs: Path = STACK / "logs") -> None:
+    """Poll url until it answers; exit with where to look when it does not in time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -69,7 +70,7 @@ def _wait_for(url: str, what: str, timeout: float) -> None:
                 return
         except OSError:
             time.sleep(0.5)
-    raise SystemExit(f"{what} did not answer at {url} within {timeout:.0f} s: see {STACK}/logs/")
+    raise SystemExit(f"{what} did not answer at {url} within {timeout:.0f} s: see {logs}/")
 
 
 def _prefect(env: dict[str, str], *args: str) -> None:
@@ -124,9 +125,9 @@ def up(prefect_port: int, s3_port: int) -> None:
     _start("s3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], env, pids)
     server = ["server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)]
     _start("prefect-server", [str(BIN / "prefect"), *server], env, pids)
-    _wait_for(f"http://127.0.0.1:{s3_port}/moto-api/", "moto S3", 60)
+    wait_for(f"http://127.0.0.1:{s3_port}/moto-api/", "moto S3", 60)
     queue_url = _s3_notifications(env)
-    _wait_for(f"{env['PREFECT_API_URL']}/health", "the Prefect server", 180)
+    wait_for(f"{env['PREFECT_API_URL']}/health", "the Prefect server", 180)
     for pool, pool_type in POOLS.items():
         _prefect(env, "work-pool", "create", pool, "--type", pool_type, "--overwrite")
     _gpu_slots(env, int(os.environ.get("RETRAIN_GPU_SLOTS", "1")))

@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from local_stack import wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # without the background-networking flags Chromium keeps calling Google services, which a
@@ -60,17 +62,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _wait_for(url: str, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"{what} did not answer at {url} within {timeout:.0f} s")
 
 
 @contextmanager
@@ -114,8 +105,8 @@ def local_stack(home: Path) -> Iterator[dict[str, str]]:
         ),
     ]
     try:
-        _wait_for(f"{env['RETRAIN_S3__ENDPOINT_URL']}/moto-api/", "moto S3", 60)
-        _wait_for(f"{env['PREFECT_API_URL']}/health", "the Prefect server", 180)
+        wait_for(f"{env['RETRAIN_S3__ENDPOINT_URL']}/moto-api/", "moto S3", 60, home)
+        wait_for(f"{env['PREFECT_API_URL']}/health", "the Prefect server", 180, home)
         yield env
     finally:
         for server in servers:
