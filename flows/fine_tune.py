@@ -44,10 +44,10 @@ from tasks.handoff import (
     challenger_result,
     read_output,
     run_fine_tune,
-    s3_uri,
     write_params,
 )
 from tasks.registry import Champion, _version_prefix
+from tasks.s3 import s3_uri
 from tasks.train_local import TrainResult
 from tasks.window import TrainingWindow
 

@@ -19,7 +19,7 @@ from tasks.config import Settings
 from tasks.ingest import _object_lines, _reason_family, parse_object_lines
 from tasks.pii import get_redactor
 from tasks.quality import CheckResult, evaluate, reference_mix
-from tasks.s3 import list_objects, s3_client
+from tasks.s3 import list_objects, s3_client, split_s3_uri
 
 SUFFIXES = (".jsonl", ".jsonl.gz")
 
@@ -55,7 +55,7 @@ def _local_files(path: Path) -> list[Path]:
 def source_lines(source: str, settings: Settings) -> Iterator[tuple[str, Iterator[bytes]]]:
     """(name, lines) for every JSONL object under a local path or an `s3://bucket/prefix`."""
     if source.startswith("s3://"):
-        bucket, _, prefix = source.removeprefix("s3://").partition("/")
+        bucket, prefix = split_s3_uri(source)
         client = s3_client(settings.s3)
         keys = [
             o["Key"] for o in list_objects(client, bucket, prefix) if o["Key"].endswith(SUFFIXES)

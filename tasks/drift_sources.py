@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from tasks.config import S3Settings, Settings
 from tasks.ingest import parse_object_lines
-from tasks.s3 import get_json, list_objects, s3_client
+from tasks.s3 import get_json, list_objects, s3_client, split_s3_uri
 
 LOG_SUFFIXES = (".jsonl", ".jsonl.gz")
 PARTITION = re.compile(r"dt=(\d{4}-\d{2}-\d{2})/")
@@ -73,7 +73,7 @@ def _s3_streams(client: Any, bucket: str, keys: list[str]) -> Iterator[tuple[str
 def read_batch(source: str, s3: S3Settings) -> Batch:
     """Records from a local .jsonl(.gz) file, a folder of them, or every log under s3://bucket/prefix."""
     if source.startswith("s3://"):
-        bucket, _, prefix = source.removeprefix("s3://").partition("/")
+        bucket, prefix = split_s3_uri(source)
         client = s3_client(s3)
         keys = [
             o["Key"]

@@ -26,7 +26,15 @@ from tasks.base_model import resolve_base_model
 from tasks.checkpoints import checkpoint_key, checkpoint_prefix
 from tasks.config import Settings, TrainingSettings
 from tasks.dataset import DatasetRef
-from tasks.s3 import download_prefix, get_json, put_json, s3_client, upload_dir
+from tasks.s3 import (
+    download_prefix,
+    get_json,
+    put_json,
+    s3_client,
+    s3_uri,
+    split_s3_uri,
+    upload_dir,
+)
 from tasks.train_local import TrainResult, train_local
 from tasks.trainer_report import in_prefect_run
 from tasks.window import TrainingWindow
@@ -51,17 +59,6 @@ class FineTuneOutput(BaseModel):
     report_uri: str
     checkpoint_uri: str | None = None
     result: TrainResult = Field(description="Metrics; its paths are the worker's, not ours.")
-
-
-def s3_uri(bucket: str, key: str) -> str:
-    return f"s3://{bucket}/{key}"
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise ValueError(f"expected an s3://bucket/prefix URI, got {uri!r}")
-    bucket, _, key = uri[5:].partition("/")
-    return bucket, key
 
 
 def handoff_prefix(settings: Settings, run_id: str) -> str:

@@ -26,7 +26,7 @@ from prefect import task
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tasks.config import Settings
-from tasks.s3 import get_json, list_objects, put_json_if, put_jsonl, s3_client
+from tasks.s3 import get_json, list_objects, put_json_if, put_jsonl, s3_client, split_s3_uri
 
 WATERMARK_KEY = "ingest-watermark.json"
 JSON_PUNCTUATION = re.compile(r'[{}\[\]"]')
@@ -187,7 +187,7 @@ def reprocess_keys(uris: list[str], bucket: str) -> set[str]:
     keys = set()
     for uri in uris:
         if uri.startswith("s3://"):
-            named_bucket, _, key = uri.removeprefix("s3://").partition("/")
+            named_bucket, key = split_s3_uri(uri)
             if named_bucket != bucket:
                 raise ValueError(
                     f"--reprocess {uri}: the object is not in the configured bucket {bucket!r}; "

@@ -30,6 +30,18 @@ class VersionedJson:
     etag: str | None  # None: the object does not exist yet
 
 
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/key-or-prefix` → (bucket, key); the key may be empty (`s3://bucket`)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket:
+        raise ValueError(f"expected an s3://bucket/prefix URI, got {uri!r}")
+    return bucket, key
+
+
 def s3_client(s3: S3Settings) -> Any:
     """A boto3 S3 client for the configured endpoint, with standard retries on throttling."""
     return boto3.client(
