@@ -59,6 +59,15 @@ up: install
 down:
 	$(BIN)/python deployments/local_stack.py down
 
+# The product as deployments, end to end, driven by real workers (deployments/e2e_check.py): a
+# Prefect server, moto S3 + SQS, the cpu and gpu pools with a process worker each, logs uploaded
+# → S3 notification → bridge → `support-logs.arrived` → triggered retrain on the cpu worker →
+# its fine-tune through `run_deployment("fine-tune/gpu")` on the gpu worker; then the runs and
+# their artifacts are checked through the API. A tiny model: about 2 minutes on 2 CPU cores.
+.PHONY: e2e-check
+e2e-check: install
+	$(BIN)/python deployments/e2e_check.py
+
 # The UI as a person sees it (deployments/ui_check.py): one retrain on a tiny budget against a
 # real Prefect server, its run page and artifacts screenshotted by headless Chromium into
 # build/ui-check/. Uses Debian's chromium (installed here if missing), never `playwright install`.

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,14 +53,19 @@ def _env(prefect_port: int, s3_port: int) -> dict[str, str]:
     }
 
 
-def _start(name: str, command: list[str], env: dict[str, str], pids: dict[str, int]) -> None:
-    log = (STACK / "logs" / f"{name}.log").open("ab")
-    # own session: `down` signals this process group only, nothing else on the machine
+def start(name: str, command: list[str], env: dict[str, str], logs: Path) -> int:
+    """Start one process in its own session (so stopping it signals its group, nothing else);
+    its output goes to logs/<name>.log. Returns its process id."""
+    log = (logs / f"{name}.log").open("ab")
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    pids[name] = process.pid
-    PIDS.write_text(json.dumps(pids, indent=2))
+    return process.pid
+
+
+def _start(name: str, command: list[str], env: dict[str, str], pids: dict[str, int]) -> None:
+    pids[name] = start(name, command, env, STACK / "logs")
+    PIDS.write_text(json.dumps(pids, indent=2))  # written at once: `down` works after a failure
 
 
 def wait_for(url: str, what: str, timeout: float, logs: Path = STACK / "logs") -> None:
@@ -79,40 +86,102 @@ def _prefect(env: dict[str, str], *args: str) -> None:
     )
 
 
-def _gpu_slots(env: dict[str, str], slots: int) -> None:
-    """The global concurrency limit `gpu`: a fine-tune run holds one slot while it trains
-    (flows/fine_tune.py), so set it to the number of GPUs behind the `gpu` pool."""
-    create = ["global-concurrency-limit", "create", "gpu", "--limit", str(slots)]
-    created = subprocess.run(
-        [str(BIN / "prefect"), "--no-prompt", *create], cwd=ROOT, env=env, capture_output=True
+def pools_and_gpu_slots(env: dict[str, str]) -> None:
+    """The `cpu` and `gpu` work pools (with the process worker's job template, as `prefect
+    work-pool create` makes them) and the global concurrency limit `gpu`: a fine-tune run holds
+    one slot while it trains (flows/fine_tune.py), so it counts the GPUs behind the `gpu` pool
+    (RETRAIN_GPU_SLOTS, default 1). Through the API: one process, not a CLI start per object."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import (
+        GlobalConcurrencyLimitCreate,
+        GlobalConcurrencyLimitUpdate,
+        WorkPoolCreate,
     )
-    if created.returncode:  # kept in .stack/prefect from an earlier `up`: resize it
-        _prefect(env, "global-concurrency-limit", "update", "gpu", "--limit", str(slots))
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.workers.process import ProcessWorker
+
+    slots = int(env.get("RETRAIN_GPU_SLOTS", "1"))
+    template = ProcessWorker.get_default_base_job_template()
+    with (
+        temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}),
+        get_client(sync_client=True) as client,
+    ):
+        for pool, pool_type in POOLS.items():
+            pool_spec = WorkPoolCreate(name=pool, type=pool_type, base_job_template=template)
+            client.create_work_pool(pool_spec, overwrite=True)
+        try:  # kept in .stack/prefect from an earlier `up`: resize it
+            client.read_global_concurrency_limit_by_name("gpu")
+            client.update_global_concurrency_limit("gpu", GlobalConcurrencyLimitUpdate(limit=slots))
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name="gpu", limit=slots)
+            )
 
 
-def _s3_notifications(env: dict[str, str]) -> str:
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """os.environ as the stack's processes see it, for the block (Settings() and boto3 read it);
+    restored afterwards, so a caller's own settings (a test session's) are left as they were."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def s3_notifications(env: dict[str, str]) -> str:
     """The bucket, and its object-created notifications into an SQS queue; returns the queue."""
     import boto3
 
     sys.path.insert(0, str(ROOT))
-    os.environ.update({k: v for k, v in env.items() if k.startswith(("AWS_", "RETRAIN_"))})
     from tasks.config import Settings
     from tasks.s3 import ensure_bucket, s3_client
 
-    s3 = Settings().s3
-    ensure_bucket(s3_client(s3), s3.bucket)
-    sqs = boto3.client("sqs", endpoint_url=s3.endpoint_url, region_name=s3.region)
-    queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-    s3_client(s3).put_bucket_notification_configuration(
-        Bucket=s3.bucket,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {"QueueArn": arn["Attributes"]["QueueArn"], "Events": ["s3:ObjectCreated:*"]}
-            ]
-        },
-    )
+    with environment(env):
+        s3 = Settings().s3
+        ensure_bucket(s3_client(s3), s3.bucket)
+        sqs = boto3.client("sqs", endpoint_url=s3.endpoint_url, region_name=s3.region)
+        queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        s3_client(s3).put_bucket_notification_configuration(
+            Bucket=s3.bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {"QueueArn": arn["Attributes"]["QueueArn"], "Events": ["s3:ObjectCreated:*"]}
+                ]
+            },
+        )
     return queue_url
+
+
+def deploy(env: dict[str, str], names: Sequence[str] = ()) -> None:
+    """`prefect deploy` the deployments of deployments/prefect.yaml: the named ones (e.g.
+    `support-bot`), or all of them."""
+    chosen = [arg for name in names for arg in ("--name", name)] or ["--all"]
+    _prefect(env, "deploy", "--prefect-file", "deployments/prefect.yaml", *chosen)
+
+
+def workers_and_bridge(queue_url: str) -> dict[str, list[str]]:
+    """The commands of the long-running processes next to the server: a worker per pool (named
+    `<pool>-worker`, the name a run's `prefect.worker.name` label shows) and the S3 bridge."""
+    commands = {
+        f"worker-{pool}": [
+            str(BIN / "prefect"),
+            "worker",
+            "start",
+            "--pool",
+            pool,
+            "--name",
+            f"{pool}-worker",
+        ]
+        for pool in POOLS
+    }
+    bridge = ["-m", "flows.cli_events", "bridge", "--queue-url", queue_url]
+    commands["s3-bridge"] = [sys.executable, *bridge]
+    return commands
 
 
 def up(prefect_port: int, s3_port: int) -> None:
@@ -126,18 +195,13 @@ def up(prefect_port: int, s3_port: int) -> None:
     server = ["server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)]
     _start("prefect-server", [str(BIN / "prefect"), *server], env, pids)
     wait_for(f"http://127.0.0.1:{s3_port}/moto-api/", "moto S3", 60)
-    queue_url = _s3_notifications(env)
+    queue_url = s3_notifications(env)
     wait_for(f"{env['PREFECT_API_URL']}/health", "the Prefect server", 180)
-    for pool, pool_type in POOLS.items():
-        _prefect(env, "work-pool", "create", pool, "--type", pool_type, "--overwrite")
-    _gpu_slots(env, int(os.environ.get("RETRAIN_GPU_SLOTS", "1")))
-    _prefect(env, "deploy", "--prefect-file", "deployments/prefect.yaml", "--all")
-    for pool in POOLS:
-        _start(
-            f"worker-{pool}", [str(BIN / "prefect"), "worker", "start", "--pool", pool], env, pids
-        )
-    bridge = ["-m", "flows.cli_events", "bridge", "--queue-url", queue_url]
-    _start("s3-bridge", [sys.executable, *bridge], env, pids)
+    pools_and_gpu_slots(env)
+    # the workers start (import Prefect, register) while `prefect deploy` runs
+    for name, command in workers_and_bridge(queue_url).items():
+        _start(name, command, env, pids)
+    deploy(env)
     time.sleep(3)
     if exited := [name for name, pid in pids.items() if not _alive(pid)]:
         raise SystemExit(f"{', '.join(exited)} exited at start: see {STACK}/logs/; `make down`")
@@ -151,27 +215,35 @@ def up(prefect_port: int, s3_port: int) -> None:
     )
 
 
-def down() -> None:
-    if not PIDS.exists():
-        print("nothing to stop: no .stack/pids.json")
-        return
-    pids: dict[str, int] = json.loads(PIDS.read_text())
+def stop(pids: dict[str, int], grace_s: float = 20) -> None:
+    """SIGTERM each process group (last started first), SIGKILL what is left after grace_s."""
     for name, pid in reversed(pids.items()):  # workers and bridge before the server and S3
         try:
-            os.killpg(pid, signal.SIGTERM)  # the group `up` created for this process
+            os.killpg(pid, signal.SIGTERM)  # the group `start` created for this process
             print(f"stopped {name} (pid {pid})")
         except ProcessLookupError:
             print(f"{name} (pid {pid}) had already exited")
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + grace_s
     for pid in pids.values():
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.2)
         if _alive(pid):
             os.killpg(pid, signal.SIGKILL)
+
+
+def down() -> None:
+    if not PIDS.exists():
+        print("nothing to stop: no .stack/pids.json")
+        return
+    stop(json.loads(PIDS.read_text()))
     PIDS.unlink()
 
 
 def _alive(pid: int) -> bool:
+    # reap it first if it is this process's own child (the e2e check starts them itself): an
+    # exited child that nobody waited for stays a zombie, and its group would still answer
+    with suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
     try:
         os.killpg(pid, 0)
     except ProcessLookupError:
