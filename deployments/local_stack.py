@@ -42,7 +42,9 @@ def _env(prefect_port: int, s3_port: int) -> dict[str, str]:
         "PREFECT_HOME": str(STACK / "prefect"),  # the server's SQLite database lives here
         "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_WORKER_QUERY_SECONDS": "2",  # pick up a triggered run within seconds
+        # the workers ask for runs every second (default 10 s): a triggered run waits ≤ 1 s for
+        # one; prefetch (default 10 s) is about scheduled runs, not triggered ones
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
         "RETRAIN_PROJECT_DIR": str(ROOT),
         "RETRAIN_TIMEZONE": os.environ.get("RETRAIN_TIMEZONE", "UTC"),
         "RETRAIN_S3__ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
