@@ -132,10 +132,21 @@ def run_once(env: dict[str, str]) -> dict:
     return json.loads(_retrain(env, "run", "--json"))
 
 
-def screenshots(ui: str, run_id: str, artifacts: dict[str, str], out: Path, chromium: str) -> None:
-    """The run page, its Artifacts tab and each artifact's page, as full-page PNGs."""
+# elements the reader has to scroll sideways in (the UI does not wrap table cells)
+SIDEWAYS_SCROLL_JS = """() => [...document.querySelectorAll('*')]
+    .filter(e => e.scrollWidth > e.clientWidth + 1
+                 && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX))
+    .map(e => `${e.className || e.tagName} ${e.scrollWidth} px in ${e.clientWidth} px`)"""
+
+
+def screenshots(
+    ui: str, run_id: str, artifacts: dict[str, str], out: Path, chromium: str
+) -> dict[str, list[str]]:
+    """The run page, its Artifacts tab and each artifact's page, as full-page PNGs; returns,
+    per artifact, what needs a horizontal scroll at a 1440 px wide window."""
     from playwright.sync_api import sync_playwright
 
+    sideways = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 900})
@@ -153,7 +164,10 @@ def screenshots(ui: str, run_id: str, artifacts: dict[str, str], out: Path, chro
             page.get_by_text(key).first.wait_for()
             page.wait_for_timeout(500)  # markdown and tables render after the data arrives
             page.screenshot(path=out / f"artifact-{key}.png", full_page=True)
+            if scrolls := page.evaluate(SIDEWAYS_SCROLL_JS):
+                sideways[key] = scrolls
         browser.close()
+    return sideways
 
 
 def keep_in_docs(shots: Path, docs: Path) -> list[Path]:
@@ -205,9 +219,11 @@ def main() -> None:
         )
         artifacts = artifact_ids(env, summary["run_id"])
         ui = env["PREFECT_API_URL"].removesuffix("/api")
-        screenshots(ui, summary["run_id"], artifacts, args.out, args.chromium)
+        sideways = screenshots(ui, summary["run_id"], artifacts, args.out, args.chromium)
     shots = sorted(p.name for p in args.out.glob("*.png"))
     print(f"{len(shots)} screenshots in {args.out}: {', '.join(shots)}")
+    for key, scrolls in sideways.items():
+        print(f"needs a horizontal scroll at 1440 px: {key}: {'; '.join(scrolls)}")
     if args.docs:
         for path in keep_in_docs(args.out, ROOT / "docs"):
             print(f"kept {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KiB)")

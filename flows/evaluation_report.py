@@ -19,6 +19,14 @@ from tasks.evaluate import GOLDEN, Comparison, SliceMetrics
 from tasks.policy import LOWER_IS_BETTER, Decision, Interval
 
 CHART_SLICES = 16  # the largest slices; all of them are in the table
+# The UI does not wrap table cells: with a long intent name the table needed a horizontal scroll
+# at a 1440 px window (seen in headless Chromium, deployments/ui_check.py). Measured there: with
+# slice labels of at most 28 characters and the safety column showing the challenger's rates
+# only, the table fits 1440 px with a 40-character upper-case category and a loss of 10.815;
+# a label longer than this keeps its start and end around an ellipsis (the decision artifact's
+# chart and the registry's card keep the full names).
+SLICE_LABEL_CHARS = 28
+SAFETY = "PII/off."
 
 
 # metric → column title; shown as `incumbent → challenger` (loss 3 decimals, shares 2)
@@ -37,21 +45,31 @@ def evaluation_rows(comparisons: dict[str, Comparison]) -> list[dict]:
 
     Two columns per metric made a table of 15 columns that the Prefect UI cut off at the
     right (seen in headless Chromium, deployments/ui_check.py); the two safety rates share
-    one column (`PII/offensive`: shares of replies with new personal data / offensive)."""
+    one column (`PII/off.`: the challenger's shares of replies with new personal data /
+    offensive; the gate in `retrain-decision` compares both models' rates)."""
     rows = []
     for eval_set, pair in comparisons.items():
         before = pair.incumbent.by_slice()
         for name, after in pair.challenger.by_slice().items():
             old = before.get(name)
-            row = {"set": eval_set, "slice": name, "n": after.examples}
+            row = {"set": eval_set, "slice": slice_label(name), "n": after.examples}
             for metric, title in COLUMNS.items():
                 new_value, old_value = getattr(after, metric), getattr(old, metric, None)
                 if new_value is not None or old_value is not None:
                     digits = 3 if metric == "loss" else 2
                     row[title] = f"{_number(old_value, digits)} → {_number(new_value, digits)}"
-            row["PII/offensive"] = f"{_safety(old)} → {_safety(after)}"
+            row[SAFETY] = _safety(after)
             rows.append(row)
     return rows
+
+
+def slice_label(name: str, limit: int = SLICE_LABEL_CHARS) -> str:
+    """`intent:billing_dispute_escalation_to_a_supervisor` → `intent:billing…_a_supervisor`:
+    at most `limit` characters, the kind and the distinctive ends of the name kept."""
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 2 + 1
+    return f"{name[:head]}…{name[len(name) - (limit - 1 - head) :]}"
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -70,7 +88,8 @@ def evaluation(comparisons: dict[str, Comparison]) -> None:
         evaluation_rows(comparisons),
         key="retrain-evaluation",
         description=f"5 evaluate: each cell is incumbent → challenger; the incumbent is "
-        f"{models.incumbent.model}",
+        f"{models.incumbent.model}; {SAFETY}: the challenger's share of replies with new "
+        "personal data / offensive ones (the gate in retrain-decision compares both models)",
     )
 
 

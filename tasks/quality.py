@@ -22,6 +22,8 @@ show a record.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -289,10 +291,24 @@ def load_suite(name: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _observed(result: dict[str, Any]) -> str:
+def format_observed(value: Any, column: str | None = None) -> str:
+    """An observed value as a person reads it in the UI's check table: a `*_epoch` column's
+    Unix seconds as a UTC date and time (not `1.795e+09`), large numbers with thousands
+    separators instead of an exponent, small ones to 4 significant digits."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy's too
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    if column and column.endswith("_epoch"):
+        return datetime.fromtimestamp(float(value), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if isinstance(value, numbers.Integral) or abs(value) >= 1e4:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def _observed(result: dict[str, Any], column: str | None = None) -> str:
     if "observed_value" in result:
-        value = result["observed_value"]
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
+        return format_observed(result["observed_value"], column)
     if "unexpected_count" in result:
         return f"{result['unexpected_count']} of {result.get('element_count', '?')} unexpected"
     return ""
@@ -371,7 +387,8 @@ def run_suite(
         failed_to_run = (
             bool(r.exception_info.get("raised_exception")) if r.exception_info else False
         )
-        observed = "could not be evaluated" if failed_to_run else _observed(r.result)
+        column = expectation["kwargs"].get("column")
+        observed = "could not be evaluated" if failed_to_run else _observed(r.result, column)
         if not r.success and not failed_to_run:
             observed += _offenders(frame, expectation["kwargs"], params)
         checks.append(
