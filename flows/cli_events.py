@@ -32,13 +32,12 @@ def bridge(
     ] = 10,
 ) -> None:
     """Forward S3 object-created notifications from SQS as `support-logs.arrived` events."""
-    import boto3
-
+    from tasks.aws_session import aws_session
     from tasks.s3_events import drain_queue
 
     apply_runtime_env()
     s3 = Settings().s3
-    sqs = boto3.client("sqs", endpoint_url=s3.endpoint_url, region_name=s3.region)
+    sqs = aws_session(s3).client("sqs", endpoint_url=s3.endpoint_url, region_name=s3.region)
     typer.echo(f"forwarding s3://{s3.bucket}/{s3.raw_prefix} notifications from {queue_url}")
     while True:
         posted = drain_queue(sqs, queue_url, s3, wait_seconds=wait_seconds)

@@ -37,6 +37,11 @@ class S3Settings(BaseModel):
         None, description="S3 endpoint; None means AWS. `retrain demo` sets a local moto server."
     )
     region: str = Field("us-east-1", description="Region passed to boto3.")
+    credentials_block: str | None = Field(
+        None,
+        description="Name of a prefect-aws AwsCredentials block on the Prefect API that S3 and "
+        "SQS clients sign with (tasks/aws_session.py); None: boto3's own credential chain.",
+    )
     raw_prefix: str = Field("raw/support-logs/", description="Incoming logs (read only).")
     staging_prefix: str = Field("staging/", description="Accepted records of a run, per run id.")
     quarantine_prefix: str = Field("quarantine/", description="Rejected records with reasons.")

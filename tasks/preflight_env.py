@@ -19,7 +19,6 @@ from contextvars import copy_context
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-import boto3
 import httpx
 from botocore.config import Config
 from botocore.exceptions import (
@@ -32,6 +31,7 @@ from botocore.exceptions import (
 )
 from pydantic import BaseModel, computed_field
 
+from tasks.aws_session import CredentialsBlockNotFound, aws_session
 from tasks.base_model import base_model_problem
 from tasks.config import EnvCheckSettings, S3Settings, Settings
 
@@ -132,22 +132,34 @@ def _not_asked(*names: str) -> list[Check]:
 
 
 def _s3_checks(s3: S3Settings, env: EnvCheckSettings) -> list[Check]:
-    session = boto3.Session()
     try:
+        session = aws_session(s3)
         credentials = session.get_credentials()
+    except CredentialsBlockNotFound as missing:
+        return [_failed(CREDENTIALS, str(missing)), *_not_asked(ENDPOINT, BUCKET)]
     except PartialCredentialsError as partial:  # names the variable, never its value
         message = (
             f"incomplete AWS credentials ({partial}): set both AWS_ACCESS_KEY_ID and "
             f"AWS_SECRET_ACCESS_KEY, {DEMO_HINT}"
         )
         return [_failed(CREDENTIALS, message), *_not_asked(ENDPOINT, BUCKET)]
+    block = s3.credentials_block
+    if credentials is None and block:
+        message = (
+            f"the AwsCredentials block {block!r} (RETRAIN_S3__CREDENTIALS_BLOCK) holds no "
+            "usable credentials: set its access key ID and secret access key (or a profile "
+            "this worker has)"
+        )
+        return [_failed(CREDENTIALS, message), *_not_asked(ENDPOINT, BUCKET)]
     if credentials is None:
         message = (
             "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
-            f"AWS_PROFILE, or give the worker an instance role), {DEMO_HINT}"
+            "AWS_PROFILE, or give the worker an instance role, or name a prefect-aws "
+            f"AwsCredentials block in RETRAIN_S3__CREDENTIALS_BLOCK), {DEMO_HINT}"
         )
         return [_failed(CREDENTIALS, message), *_not_asked(ENDPOINT, BUCKET)]
-    found = _ok(CREDENTIALS, f"found ({credentials.method})")
+    source = f"AwsCredentials block {block!r}" if block else credentials.method
+    found = _ok(CREDENTIALS, f"found ({source})")
     where = _s3_where(s3)
     # one attempt with short timeouts: a dead endpoint answers in seconds, not after retries
     config = Config(

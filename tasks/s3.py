@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from tasks.aws_session import aws_session
 from tasks.config import S3Settings
 
 
@@ -43,8 +43,9 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def s3_client(s3: S3Settings) -> Any:
-    """A boto3 S3 client for the configured endpoint, with standard retries on throttling."""
-    return boto3.client(
+    """A boto3 S3 client for the configured endpoint, with standard retries on throttling,
+    signing with the configured credentials (tasks/aws_session.py)."""
+    return aws_session(s3).client(
         "s3",
         endpoint_url=s3.endpoint_url,
         region_name=s3.region,
