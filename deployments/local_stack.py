@@ -136,16 +136,15 @@ def environment(env: dict[str, str]) -> Iterator[None]:
 
 def s3_notifications(env: dict[str, str]) -> str:
     """The bucket, and its object-created notifications into an SQS queue; returns the queue."""
-    import boto3
-
     sys.path.insert(0, str(ROOT))
+    from tasks.aws_session import aws_session
     from tasks.config import Settings
     from tasks.s3 import ensure_bucket, s3_client
 
     with environment(env):
         s3 = Settings().s3
         ensure_bucket(s3_client(s3), s3.bucket)
-        sqs = boto3.client("sqs", endpoint_url=s3.endpoint_url, region_name=s3.region)
+        sqs = aws_session(s3).client("sqs", endpoint_url=s3.endpoint_url, region_name=s3.region)
         queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
         s3_client(s3).put_bucket_notification_configuration(

@@ -40,7 +40,7 @@ def quality(report: QualityReport, config: QualitySettings | None = None) -> Non
             "check": c.name,
             "column": c.column or "",
             "severity": c.severity,
-            "result": "pass" if c.success else "FAIL",
+            "result": "FAIL" if not c.success else c.result,  # pass, or skipped (not applicable)
             "observed": c.observed,
         }
         for c in report.checks

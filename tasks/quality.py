@@ -315,14 +315,15 @@ def _observed(result: dict[str, Any], column: str | None = None) -> str:
 
 
 def _not_applicable(frame: pd.DataFrame, expectation: dict[str, Any]) -> str | None:
-    """Why an expectation cannot be evaluated on this frame, or None if it can."""
+    """Why an expectation cannot be evaluated on this frame, or None if it can (short: the UI's
+    check table shows it beside the column's name and does not wrap cells)."""
     column = expectation["kwargs"].get("column")
     if expectation["type"].startswith("expect_table"):
         return None
     if frame.empty:
-        return "not applicable: no rows"
+        return "no rows"
     if column and frame[column].isna().all() and "not_be_null" not in expectation["type"]:
-        return f"not applicable: `{column}` has no values in this batch"
+        return "no values in this batch"
     return None
 
 
