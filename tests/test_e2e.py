@@ -24,10 +24,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 E2E_CHECK = Path(__file__).resolve().parents[1] / "deployments" / "e2e_check.py"
 
 
-@pytest.fixture
-def e2e_check(request: pytest.FixtureRequest):
+@pytest.fixture(scope="session", autouse=True)
+def only_when_asked(request: pytest.FixtureRequest) -> None:
+    # session-scoped and autouse: it runs before the session fixtures the test needs (the tiny
+    # model), so skipping costs nothing
     if "e2e" not in (request.config.option.markexpr or ""):
         pytest.skip("about 2 minutes: run with `pytest -m e2e` or `make e2e-check`")
+
+
+@pytest.fixture
+def e2e_check():
     spec = importlib.util.spec_from_file_location("e2e_check", E2E_CHECK)
     module = importlib.util.module_from_spec(spec)
     sys.modules["e2e_check"] = module
