@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.base_model import resolve_base_model
+from tasks.base_model import PICKLED_WEIGHTS, resolve_base_model
 from tasks.checkpoints import checkpoint_key, checkpoint_prefix
 from tasks.config import Settings, TrainingSettings
 from tasks.dataset import DatasetRef
@@ -39,7 +39,6 @@ from tasks.train_local import TrainResult, train_local
 from tasks.trainer_report import in_prefect_run
 from tasks.window import TrainingWindow
 
-PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 OUTPUT = "output.json"
 
 
@@ -86,18 +85,6 @@ def download_model_dir(settings: Settings, uri: str, local_dir: Path) -> Path:
     return local_dir
 
 
-def resolve_worker_base_model(settings: Settings) -> Path:
-    """The base model on this worker: the packaged SmolLM2, a local directory, or an s3://
-    prefix of safetensors (downloaded once into the cache, keyed by its URI)."""
-    name = settings.training.base_model
-    if not name.startswith("s3://"):
-        return resolve_base_model(name, settings.cache_dir)
-    local = settings.cache_dir / "models" / "s3" / name[5:].strip("/").replace("/", "--")
-    if (local / "config.json").is_file():
-        return local
-    return download_model_dir(settings, name, local)
-
-
 def upload_outputs(settings: Settings, result: TrainResult, run_id: str, checkpoint: str | None):
     """Adapter, tokenizer and report under `training/<run-id>/`; output.json last."""
     adapter_dir = Path(result.adapter_dir)
@@ -136,10 +123,6 @@ def run_fine_tune(settings: Settings, params: FineTuneParams) -> FineTuneOutput 
         )
     settings = settings.model_copy(update={"training": params.training})
     run_dir = settings.cache_dir / "runs" / params.run_id
-    base_dir = resolve_worker_base_model(settings)
-    worker = settings.model_copy(
-        update={"training": params.training.model_copy(update={"base_model": str(base_dir)})}
-    )
     init_dir = None
     if params.init_adapter_uri:
         init_dir = str(download_model_dir(settings, params.init_adapter_uri, run_dir / "init"))
@@ -147,10 +130,9 @@ def run_fine_tune(settings: Settings, params: FineTuneParams) -> FineTuneOutput 
     if params.training.worker.checkpoint_steps:
         prefix = checkpoint_prefix(settings, checkpoint_key(settings, params.window))
     train: Any = train_local if in_prefect_run() else train_local.fn
-    result = train(worker, params.dataset, params.run_id, params.window, init_dir, prefix)
+    result = train(settings, params.dataset, params.run_id, params.window, init_dir, prefix)
     if not is_main_process():
         return None
-    result = result.model_copy(update={"base_model": params.training.base_model})
     return upload_outputs(settings, result, params.run_id, prefix)
 
 
@@ -161,7 +143,7 @@ def challenger_result(settings: Settings, output: FineTuneOutput) -> TrainResult
     local = download_model_dir(
         settings, output.adapter_uri, settings.cache_dir / "runs" / run_id / "challenger-s3"
     )
-    base_dir = resolve_worker_base_model(settings)
+    base_dir = resolve_base_model(output.result.base_model, settings.cache_dir, settings.s3)
     return output.result.model_copy(
         update={"adapter_dir": str(local), "base_model_dir": str(base_dir), "merged_dir": None}
     )

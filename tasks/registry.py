@@ -181,7 +181,7 @@ def current_champion(settings: Settings) -> Champion:
     alias = read_alias(client, settings, CHAMPION)
     version = alias_version(alias)
     if version is None:
-        base_dir = resolve_base_model(settings.training.base_model, settings.cache_dir)
+        base_dir = resolve_base_model(settings.training.base_model, settings.cache_dir, settings.s3)
         return Champion(
             model=ModelRef(
                 label=f"base ({settings.training.base_model})",
@@ -201,8 +201,7 @@ def load_version(settings: Settings, version: str) -> ModelRef:
     adapter_dir = download_prefix(
         client, settings.s3.bucket, _version_prefix(settings, version) + "adapter/", local
     )
-    # resolve_base_model accepts only the packaged model or a saved safetensors directory
-    base_dir = resolve_base_model(card["base_model"], settings.cache_dir)
+    base_dir = resolve_base_model(card["base_model"], settings.cache_dir, settings.s3)
     return ModelRef(
         label=f"champion {version}",
         base_model_dir=str(base_dir),

@@ -402,7 +402,7 @@ def train_local(
     # setup: device, precision, batching
     plan = detect_hardware(training)
     log.info("batching: %s (%s)", plan.batching, plan.reason)
-    base_dir = resolve_base_model(training.base_model, settings.cache_dir)
+    base_dir = resolve_base_model(training.base_model, settings.cache_dir, settings.s3)
     run_dir = settings.cache_dir / "runs" / run_id
     output_dir = run_dir / "challenger"
 

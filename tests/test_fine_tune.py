@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 from test_window import examples, put_golden, put_version, ref
 
+from tasks.base_model import resolve_base_model
 from tasks.checkpoints import checkpoint_key, checkpoint_prefix, complete_steps
 from tasks.handoff import (
     FineTuneParams,
     download_model_dir,
-    resolve_worker_base_model,
     run_fine_tune,
     write_params,
 )
+from tasks.registry import current_champion
 from tasks.s3 import list_objects, s3_client, upload_dir
 from tasks.window import single_version_window
 
@@ -165,9 +166,17 @@ def test_base_model_and_adapters_cross_s3_as_safetensors_only(settings, tiny_mod
             ),
         }
     )
-    local = resolve_worker_base_model(worker)
+    name = worker.training.base_model
+    local = resolve_base_model(name, tmp_path, worker.s3)
     assert local.is_relative_to(tmp_path) and (local / "model.safetensors").is_file()
-    assert resolve_worker_base_model(worker) == local  # downloaded once
+    assert resolve_base_model(name, tmp_path, worker.s3) == local  # downloaded once
+    # the champion loader (evaluation, registry) resolves it the same way
+    champion = current_champion.fn(worker)
+    assert champion.model.base_model_dir == str(local) and champion.model.base_model == name
+
+    # a model re-uploaded under the same prefix is fetched again, not served stale
+    client.put_object(Bucket=bucket, Key="base-models/tiny/generation_config.json", Body=b"{}")
+    assert resolve_base_model(name, tmp_path, worker.s3) != local
 
     client.put_object(Bucket=bucket, Key="base-models/pickled/pytorch_model.bin", Body=b"x")
     client.put_object(Bucket=bucket, Key="base-models/pickled/model.safetensors", Body=b"x")
