@@ -5,6 +5,7 @@ window, the training config, the run id, the init adapter as an s3:// URI). The 
 then uploads under `training/<run-id>/`:
 
     adapter/            LoRA adapter (safetensors) + tokenizer + Hugging Face model card
+    merged/             base weights with the adapter merged in (`training.merge_adapter`)
     train_result.json   the training report (TrainResult: steps, losses, tokens/s, ...)
     output.json         FineTuneOutput: the URIs above, written last (the run's answer)
 
@@ -55,6 +56,7 @@ class FineTuneParams(BaseModel):
 
 class FineTuneOutput(BaseModel):
     adapter_uri: str
+    merged_uri: str | None = None
     report_uri: str
     checkpoint_uri: str | None = None
     result: TrainResult = Field(description="Metrics; its paths are the worker's, not ours.")
@@ -92,9 +94,15 @@ def upload_outputs(settings: Settings, result: TrainResult, run_id: str, checkpo
     client, bucket = s3_client(settings.s3), settings.s3.bucket
     prefix = handoff_prefix(settings, run_id)
     upload_dir(client, adapter_dir, bucket, prefix + "adapter/")
+    merged_uri = None
+    if result.merged_dir:
+        refuse_pickles(Path(result.merged_dir), f"the merged model in {result.merged_dir}")
+        upload_dir(client, Path(result.merged_dir), bucket, prefix + "merged/")
+        merged_uri = s3_uri(bucket, prefix + "merged/")
     put_json(client, bucket, prefix + "train_result.json", result.model_dump(mode="json"))
     output = FineTuneOutput(
         adapter_uri=s3_uri(bucket, prefix + "adapter/"),
+        merged_uri=merged_uri,
         report_uri=s3_uri(bucket, prefix + "train_result.json"),
         checkpoint_uri=s3_uri(bucket, checkpoint) if checkpoint else None,
         result=result,
@@ -127,7 +135,7 @@ def run_fine_tune(settings: Settings, params: FineTuneParams) -> FineTuneOutput 
     if params.init_adapter_uri:
         init_dir = str(download_model_dir(settings, params.init_adapter_uri, run_dir / "init"))
     prefix = None
-    if params.training.worker.checkpoint_steps:
+    if params.training.worker.checkpoints:
         prefix = checkpoint_prefix(settings, checkpoint_key(settings, params.window))
     train: Any = train_local if in_prefect_run() else train_local.fn
     result = train(settings, params.dataset, params.run_id, params.window, init_dir, prefix)
@@ -140,12 +148,14 @@ def challenger_result(settings: Settings, output: FineTuneOutput) -> TrainResult
     """The worker's TrainResult with this side's paths: the adapter downloaded from S3 into
     the cache, the base model resolved here."""
     run_id = output.adapter_uri.rstrip("/").split("/")[-2]
-    local = download_model_dir(
-        settings, output.adapter_uri, settings.cache_dir / "runs" / run_id / "challenger-s3"
-    )
+    run_dir = settings.cache_dir / "runs" / run_id
+    local = download_model_dir(settings, output.adapter_uri, run_dir / "challenger-s3")
+    merged = None
+    if output.merged_uri:
+        merged = str(download_model_dir(settings, output.merged_uri, run_dir / "merged-s3"))
     base_dir = resolve_base_model(output.result.base_model, settings.cache_dir, settings.s3)
     return output.result.model_copy(
-        update={"adapter_dir": str(local), "base_model_dir": str(base_dir), "merged_dir": None}
+        update={"adapter_dir": str(local), "base_model_dir": str(base_dir), "merged_dir": merged}
     )
 
 

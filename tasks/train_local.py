@@ -27,7 +27,7 @@ from prefect import task
 from pydantic import BaseModel, Field
 
 from tasks.base_model import resolve_base_model
-from tasks.checkpoints import download_latest, s3_sync_callback
+from tasks.checkpoints import download_latest, s3_sync_callback, save_every_minutes
 from tasks.config import Settings, TrainingSettings
 from tasks.dataset import DatasetRef
 from tasks.trainer_report import (
@@ -215,8 +215,10 @@ def sft_config(
             "per_device_eval_batch_size": training.batch_size,
         }
     if every:
+        evaluation |= {"save_strategy": "steps", "save_steps": every}
+    if training.worker.checkpoints:
         # Resumable checkpoints (tasks/checkpoints.py): optimizer, scheduler and RNG state too.
-        evaluation |= {"save_strategy": "steps", "save_steps": every, "save_only_model": False}
+        evaluation["save_only_model"] = False
     return SFTConfig(
         output_dir=str(output_dir),
         max_steps=steps,
@@ -451,6 +453,8 @@ def train_local(
         trainer.add_callback(EarlyStoppingCallback(training.early_stopping_patience))
     resume_from = None
     if checkpoint_prefix:
+        if training.worker.checkpoint_minutes:
+            trainer.add_callback(save_every_minutes(training.worker.checkpoint_minutes))
         trainer.add_callback(s3_sync_callback(settings, checkpoint_prefix))
         resume_from = download_latest(settings, checkpoint_prefix, run_dir / "resume")
         if resume_from:
