@@ -36,11 +36,12 @@ def _digest(body: Any) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def checkpoint_key(settings: Settings, window: TrainingWindow) -> str:
+def checkpoint_key(settings: Settings, window: TrainingWindow, init_uri: str | None = None) -> str:
     """`<window content hash>-<training config hash>`: the same training gets the same key.
 
     ETags change whenever an object's bytes do, so a rewritten dataset gets a new key. Worker
-    placement settings do not change what is trained and are left out of the config hash.
+    placement settings do not change what is trained and are left out of the config hash; the
+    adapter training starts from (`init: champion`) does, and is in it.
     """
     client = s3_client(settings.s3)
     content = [
@@ -52,6 +53,7 @@ def checkpoint_key(settings: Settings, window: TrainingWindow) -> str:
         for v in window.versions
     ]
     config = settings.training.model_dump(mode="json", exclude={"worker", "api", "backend"})
+    config["init_adapter_uri"] = init_uri
     return f"{_digest(content)}-{_digest(config)}"
 
 

@@ -37,7 +37,7 @@ from tasks.s3 import (
     upload_dir,
 )
 from tasks.train_local import TrainResult, train_local
-from tasks.trainer_report import in_prefect_run
+from tasks.trainer_report import in_prefect_run, run_logger
 from tasks.window import TrainingWindow
 
 OUTPUT = "output.json"
@@ -136,12 +136,45 @@ def run_fine_tune(settings: Settings, params: FineTuneParams) -> FineTuneOutput 
         init_dir = str(download_model_dir(settings, params.init_adapter_uri, run_dir / "init"))
     prefix = None
     if params.training.worker.checkpoints:
-        prefix = checkpoint_prefix(settings, checkpoint_key(settings, params.window))
+        key = checkpoint_key(settings, params.window, params.init_adapter_uri)
+        prefix = checkpoint_prefix(settings, key)
+        finished = finished_training(settings, prefix, params.run_id)
+        if finished:
+            return finished if is_main_process() else None
     train: Any = train_local if in_prefect_run() else train_local.fn
     result = train(settings, params.dataset, params.run_id, params.window, init_dir, prefix)
     if not is_main_process():
         return None
-    return upload_outputs(settings, result, params.run_id, prefix)
+    output = upload_outputs(settings, result, params.run_id, prefix)
+    if prefix:  # this window + config is trained: a retry hands off this output again
+        put_json(
+            s3_client(settings.s3),
+            settings.s3.bucket,
+            prefix + OUTPUT,
+            output.model_dump(mode="json"),
+        )
+    return output
+
+
+def finished_training(settings: Settings, prefix: str, run_id: str) -> FineTuneOutput | None:
+    """The hand-off of a training of this key that already finished, re-issued as run_id's.
+
+    Resuming a checkpoint at its last step would train one step more (Trainer's resume loop);
+    the same window and config give the same adapter, so it is handed off instead.
+    """
+    client, bucket = s3_client(settings.s3), settings.s3.bucket
+    body = get_json(client, bucket, prefix + OUTPUT).body
+    if body is None:
+        return None
+    done = FineTuneOutput.model_validate(body)
+    run_logger().info(
+        "this window and config were trained already: handing off %s again", done.adapter_uri
+    )
+    if is_main_process():
+        put_json(
+            client, bucket, handoff_prefix(settings, run_id) + OUTPUT, done.model_dump(mode="json")
+        )
+    return done
 
 
 def challenger_result(settings: Settings, output: FineTuneOutput) -> TrainResult:

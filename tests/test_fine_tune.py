@@ -27,6 +27,7 @@ from tasks.handoff import (
     FineTuneParams,
     challenger_result,
     download_model_dir,
+    read_output,
     run_fine_tune,
     write_params,
 )
@@ -130,6 +131,11 @@ def test_a_killed_worker_resumes_from_its_last_complete_checkpoint(
     assert resumed.result.loss_curve[-1] == pytest.approx(reference.result.loss_curve[-1], rel=1e-3)
     assert resumed.result.best_val_loss == pytest.approx(reference.result.best_val_loss, rel=1e-3)
     assert len(resumed.result.loss_curve) == STEPS - landed[-1]  # only the lost steps retrained
+
+    # a retry of the finished training trains nothing again and hands off the same end point
+    again = run_fine_tune(fresh, params.model_copy(update={"run_id": "pytest-again"}))
+    assert again == resumed == read_output(settings, "pytest-again")
+    assert again.result.steps == STEPS
 
 
 def test_old_checkpoints_are_pruned_marker_first_and_the_best_is_kept(settings):
