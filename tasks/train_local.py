@@ -292,24 +292,32 @@ def load_base(base_dir: Path, plan: HardwarePlan):
     return model, tokenizer
 
 
+def continue_adapter(model: Any, adapter_dir: str) -> Any:
+    """The champion's LoRA adapter on the base model, trainable (`training.init = champion`)."""
+    from peft import LoraConfig, PeftModel
+
+    from tasks.fused_lora import with_fused_linear
+
+    if not (Path(adapter_dir) / "adapter_config.json").exists():
+        raise ValueError(
+            f"`training.init = champion` continues a LoRA adapter, but the champion in "
+            f"{adapter_dir} holds whole weights (trained with method full/freeze): "
+            "set `init = base` for this run"
+        )
+    config = with_fused_linear(LoraConfig.from_pretrained(adapter_dir))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", PEFT_CHECKPOINTING_WARNING, FutureWarning)
+        return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True, config=config)
+
+
 def prepare_model(model: Any, training: TrainingSettings, init_adapter_dir: str | None):
     """LoRA (fresh or the champion's), or the full / top-N-block model; returns (model, peft)."""
     if training.method == "lora":
+        from tasks.fused_lora import with_fused_linear
+
         if init_adapter_dir:
-            from peft import PeftModel
-
-            if not (Path(init_adapter_dir) / "adapter_config.json").exists():
-                raise ValueError(
-                    f"`training.init = champion` continues a LoRA adapter, but the champion in "
-                    f"{init_adapter_dir} holds whole weights (trained with method full/freeze): "
-                    "set `init = base` for this run"
-                )
-
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", PEFT_CHECKPOINTING_WARNING, FutureWarning)
-                adapter = PeftModel.from_pretrained(model, init_adapter_dir, is_trainable=True)
-            return adapter, None
-        return model, lora_config(training)
+            return continue_adapter(model, init_adapter_dir), None
+        return model, with_fused_linear(lora_config(training))
     if training.method == "freeze":
         blocks = model.model.layers
         model.requires_grad_(False)
