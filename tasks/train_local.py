@@ -325,6 +325,10 @@ def prepare_model(model: Any, training: TrainingSettings, init_adapter_dir: str 
             module.requires_grad_(True)
         # SmolLM2 ties the head to the input embeddings: training the head trains both.
         model.get_output_embeddings().requires_grad_(True)
+    if getattr(model.config, "tie_word_embeddings", False):
+        # A tied head is saved once, as the embeddings. Trainer's load of the best checkpoint
+        # re-ties keys listed here and warns "missing lm_head.weight" about any other.
+        model._keys_to_ignore_on_save = list(getattr(model, "_tied_weights_keys", None) or [])
     return model, None
 
 
