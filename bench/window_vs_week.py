@@ -22,41 +22,17 @@ import argparse
 import os
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from record import save_figures
 from train_throughput import bitext_examples
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 DAYS = 7
 NEW_ON_LAST_DAY = 60
 GOLDEN = 64
-
-
-def put_version(settings, version: str, created_at: datetime, train: list, validation: list):
-    from tasks.dataset import DatasetRef
-    from tasks.s3 import put_json, put_jsonl, s3_client
-
-    client, bucket = s3_client(settings.s3), settings.s3.bucket
-    prefix = f"{settings.s3.datasets_prefix}{version}/"
-    put_jsonl(client, bucket, prefix + "train.jsonl", train)
-    put_jsonl(client, bucket, prefix + "validation.jsonl", validation)
-    manifest = {"version": version, "created_at": created_at.isoformat(), "counts": {}}
-    put_json(client, bucket, prefix + "manifest.json", manifest)
-    return DatasetRef(
-        version=version,
-        prefix=prefix,
-        train_key=prefix + "train.jsonl",
-        validation_key=prefix + "validation.jsonl",
-        heldout_key=prefix + "validation.jsonl",
-        golden_key="",
-        counts={},
-        curated=len(train),
-        quarantined=0,
-        quarantine_key=None,
-    )
 
 
 def golden_loss(settings, adapter_dir: str | None, base_dir: Path, golden: list[dict]) -> float:
@@ -88,6 +64,8 @@ def main() -> None:
     parser.add_argument("--per-day", type=int, default=40, help="conversations on days 1-6")
     args = parser.parse_args()
 
+    from test_window import put_version, ref
+
     from flows.local_s3 import moto_server
     from tasks.config import Settings, apply_runtime_env
     from tasks.s3 import ensure_bucket, s3_client
@@ -100,7 +78,6 @@ def main() -> None:
     week = pool[GOLDEN + 8 :]
     days = [week[d * args.per_day : (d + 1) * args.per_day] for d in range(DAYS - 1)]
     days.append(week[earlier:])
-    now = datetime.now(UTC)
     figures: dict = {"per_day": args.per_day, "new_on_last_day": len(days[-1])}
 
     with moto_server() as endpoint:
@@ -112,23 +89,22 @@ def main() -> None:
         settings = settings.model_copy(update={"training": training})
         ensure_bucket(s3_client(settings.s3), settings.s3.bucket)
 
-        refs = [
-            put_version(
-                settings, f"day-{d + 1}", now - timedelta(days=DAYS - 1 - d), rows, validation
-            )
-            for d, rows in enumerate(days)
-        ]
-        window = build_window.fn(settings, refs[-1])
+        def version(name: str, age_days: int, rows: list[dict]):
+            prefix = put_version(settings, name, timedelta(days=age_days), rows, validation)
+            return ref(settings, name, prefix, golden_key="")
+
+        days_refs = [version(f"day-{d + 1}", DAYS - 1 - d, rows) for d, rows in enumerate(days)]
+        window = build_window.fn(settings, days_refs[-1])
         # written after the window is built, so the window cannot replay it
-        whole = put_version(settings, "whole-week", now, week, validation)
+        whole = version("whole-week", 0, week)
         runs = {
-            "window": (refs[-1], window),
+            "window": (days_refs[-1], window),
             "whole_week": (whole, single_version_window(whole)),
-            "new_only": (refs[-1], single_version_window(refs[-1])),
+            "new_only": (days_refs[-1], single_version_window(days_refs[-1])),
         }
         base_dir = None
-        for name, (dataset, window) in runs.items():
-            run = train(settings, dataset, window, f"bench-{name}")
+        for name, (dataset, trained_on) in runs.items():
+            run = train(settings, dataset, trained_on, f"bench-{name}")
             base_dir = run.pop("base_dir")
             run["golden_loss"] = golden_loss(settings, run.pop("adapter_dir"), base_dir, golden)
             figures[name] = run
