@@ -187,6 +187,36 @@ def test_merged_weights_travel_to_the_registry_through_s3(settings, tiny_model_d
     assert not any(key.endswith((".bin", ".pt", ".pkl")) for key in keys)
 
 
+def test_two_launched_processes_split_the_window_and_train_one_model(
+    prefect_api, settings, tiny_model_dir
+):
+    """`accelerate launch` / torchrun on CPU: a gloo DDP group, not two lone trainings."""
+    from prefect import flow
+
+    from flows.fine_tune import launch
+
+    settings = _worker_settings(settings, tiny_model_dir)
+    worker = settings.training.worker.model_copy(update={"checkpoint_steps": None})
+    one_epoch = {"max_steps": None, "epochs": 1.0, "worker": worker}
+    settings = settings.model_copy(
+        update={"training": settings.training.model_copy(update=one_epoch)}
+    )
+    single = run_fine_tune(settings, _params(settings, "pytest-one-process"))
+
+    @flow
+    def two_processes():
+        command = f"{sys.executable} -m torch.distributed.run --nproc_per_node 2"
+        return launch(command, _params(settings, "pytest-two-processes"), settings)
+
+    both = two_processes()
+    assert single is not None and single.result.steps == 20  # 40 examples, 2 a step
+    assert both.result.processes == 2  # one gloo group: gradients are averaged every step
+    assert both.result.steps == 10 and both.result.examples_seen == 40
+    assert len(both.result.loss_curve) == 10
+    # the window was split between them (about one epoch's tokens in all), not trained twice
+    assert both.result.tokens_seen == pytest.approx(single.result.tokens_seen, rel=0.1)
+
+
 def test_a_run_waits_for_a_free_gpu_slot_and_says_so(prefect_api, caplog):
     from prefect import flow
     from prefect.client.orchestration import get_client
