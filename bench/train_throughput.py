@@ -38,6 +38,7 @@ VARIANTS: dict[str, tuple[bool, bool] | None] = {
     "trl_nopacking_nogc": (False, False),
     "trl_packing_nogc": (True, False),
     "ours": None,
+    "ours_peft_lora": None,  # ours with PEFT's own LoRA layers (tasks/fused_lora.py's share)
 }
 MEMORY_LIMIT_MB = 4096
 
@@ -98,6 +99,10 @@ def run_variant(name: str, steps: int, batch: int, max_length: int, out_dir: Pat
     model, tokenizer = load_base(base_dir, plan)
     if VARIANTS[name] is None:
         model, peft_config = prepare_model(model, training, None)
+        if name == "ours_peft_lora":
+            from tasks.train_local import lora_config
+
+            peft_config = lora_config(training)
         trainer = build_trainer(
             training, plan, model, tokenizer, examples, [], out_dir, steps, peft_config
         )
@@ -231,6 +236,7 @@ def main() -> None:
             "fastest_trl_tokens_per_s": median[fastest],
             "ratio_vs_fastest_trl": round(ratio_fastest, 2),
             "ours_peak_rss_mb": peak,
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "setup": setup,
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }

@@ -137,7 +137,7 @@ def _model_ref(settings: Settings, name: str):
         base = settings.training.base_model
         return ModelRef(
             label=f"base ({base})",
-            base_model_dir=str(resolve_base_model(base, settings.cache_dir)),
+            base_model_dir=str(resolve_base_model(base, settings.cache_dir, settings.s3)),
             base_model=base,
         )
     return load_version(settings, name).model_copy(update={"label": f"version {name}"})

@@ -144,7 +144,14 @@ def render(summary: RunSummary) -> str:
 
 
 def finish(summary: RunSummary) -> RunSummary:
-    markdown = render(summary)
-    get_run_logger().info("\n%s", markdown)
-    create_markdown_artifact(markdown, key="retrain-summary", description="Run summary")
+    # The whole summary is the artifact (and `retrain run`'s stdout); the log gets one line,
+    # so a terminal running the CLI does not show it twice.
+    create_markdown_artifact(render(summary), key="retrain-summary", description="Run summary")
+    version = f", model version {summary.model_version}" if summary.model_version else ""
+    get_run_logger().info(
+        "run %s: %s%s (the retrain-summary artifact has the whole summary)",
+        summary.run_id,
+        summary.decision,
+        version,
+    )
     return summary

@@ -149,7 +149,9 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
     if hosted:
         model_uri = register_api_version(settings, version, trained, card)
     else:
-        model_uri = register_version(settings, version, trained.adapter_dir, card)
+        model_uri = register_version(
+            settings, version, trained.adapter_dir, card, trained.merged_dir
+        )
     if decision.promote and settings.promotion.require_approval:  # pauses for a person
         decision = approval.review(decision, version, settings.promotion.approval_timeout_s)
     outcome = apply_decision(settings, version, decision, champion, run_id)

@@ -1,8 +1,9 @@
 """Training checkpoints in S3, so a worker that dies mid-run costs at most one interval.
 
-Every `training.worker.checkpoint_steps` steps the Trainer saves a full checkpoint (adapter,
-optimizer, scheduler, RNG state); a callback uploads it to
-`checkpoints/<key>/checkpoint-<step>/` and writes `COMPLETE` there last. The key is a hash of
+Every `training.worker.checkpoint_steps` steps and/or `checkpoint_minutes` minutes the Trainer
+saves a full checkpoint (adapter, optimizer, scheduler, RNG state); a callback uploads it to
+`checkpoints/<key>/checkpoint-<step>/`, writes `COMPLETE` there last, and prunes all but the
+newest `keep_checkpoints` complete ones and the best one. The key is a hash of
 the training window's content (dataset versions + object ETags) and of the training config, so
 a re-run of the same training, on any worker, finds it and resumes from the newest checkpoint
 that has its marker; a half-uploaded one has none and is never used.
@@ -18,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +36,12 @@ def _digest(body: Any) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def checkpoint_key(settings: Settings, window: TrainingWindow) -> str:
+def checkpoint_key(settings: Settings, window: TrainingWindow, init_uri: str | None = None) -> str:
     """`<window content hash>-<training config hash>`: the same training gets the same key.
 
     ETags change whenever an object's bytes do, so a rewritten dataset gets a new key. Worker
-    placement settings do not change what is trained and are left out of the config hash.
+    placement settings do not change what is trained and are left out of the config hash; the
+    adapter training starts from (`init: champion`) does, and is in it.
     """
     client = s3_client(settings.s3)
     content = [
@@ -50,6 +53,7 @@ def checkpoint_key(settings: Settings, window: TrainingWindow) -> str:
         for v in window.versions
     ]
     config = settings.training.model_dump(mode="json", exclude={"worker", "api", "backend"})
+    config["init_adapter_uri"] = init_uri
     return f"{_digest(content)}-{_digest(config)}"
 
 
@@ -78,6 +82,24 @@ def upload_checkpoint(settings: Settings, local_dir: Path, prefix: str) -> str:
     return target
 
 
+def prune_checkpoints(settings: Settings, prefix: str, keep: int, best: int | None) -> list[int]:
+    """Delete complete checkpoints older than the newest `keep` (never the best); returns the
+    steps deleted. Each marker goes first, so a half-deleted checkpoint is never resumed from."""
+    steps = complete_steps(settings, prefix)
+    doomed = [step for step in steps[:-keep] if step != best]
+    client, bucket = s3_client(settings.s3), settings.s3.bucket
+    for step in doomed:
+        directory = f"{prefix}checkpoint-{step}/"
+        client.delete_object(Bucket=bucket, Key=directory + COMPLETE)
+        for obj in list(list_objects(client, bucket, directory)):
+            client.delete_object(Bucket=bucket, Key=obj["Key"])
+    return doomed
+
+
+def _step_of(checkpoint_dir: str | None) -> int | None:
+    return int(Path(checkpoint_dir).name.removeprefix("checkpoint-")) if checkpoint_dir else None
+
+
 def download_latest(settings: Settings, prefix: str, local_root: Path) -> Path | None:
     """The newest complete checkpoint under prefix, downloaded into local_root; None if none.
 
@@ -103,7 +125,7 @@ def download_latest(settings: Settings, prefix: str, local_root: Path) -> Path |
     state = json.loads(state_file.read_text())
     best = state.get("best_model_checkpoint")
     if best:
-        best_step = int(Path(best).name.removeprefix("checkpoint-"))
+        best_step = _step_of(best)
         local_best = latest if best_step == steps[-1] else None
         if local_best is None and best_step in steps:
             local_best = fetch(best_step)
@@ -129,11 +151,34 @@ def s3_sync_callback(settings: Settings, prefix: str):
             local = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if local.is_dir():
                 target = upload_checkpoint(settings, local, prefix)
+                keep, best = worker.keep_checkpoints, _step_of(state.best_model_checkpoint)
+                pruned = prune_checkpoints(settings, prefix, keep, best)
                 run_logger().info(
-                    "checkpoint at step %d synced to s3://%s/%s",
+                    "checkpoint at step %d synced to s3://%s/%s%s",
                     state.global_step,
                     settings.s3.bucket,
                     target,
+                    f" (pruned steps {pruned})" if pruned else "",
                 )
 
+    worker = settings.training.worker
     return SyncCheckpointsToS3()
+
+
+def save_every_minutes(minutes: float):
+    """A TrainerCallback that asks for a checkpoint once `minutes` have passed since the last
+    one: a step interval alone can leave hours between checkpoints when steps are slow."""
+    from transformers import TrainerCallback
+
+    class SaveEveryMinutes(TrainerCallback):
+        def __init__(self) -> None:
+            self.last_save = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.monotonic() - self.last_save >= minutes * 60:
+                control.should_save = True
+
+        def on_save(self, args, state, control, **kwargs):
+            self.last_save = time.monotonic()
+
+    return SaveEveryMinutes()

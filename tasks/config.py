@@ -314,6 +314,15 @@ class TrainingWorkerSettings(BaseModel):
         description="Save a resumable checkpoint every N optimizer steps and sync it to S3 "
         "(with validation on, a multiple of `eval_steps`); None: no checkpoints.",
     )
+    checkpoint_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="Also save and sync one whenever this many minutes have passed since the "
+        "last (for steps of very different lengths); None: by steps only.",
+    )
+    keep_checkpoints: int = Field(
+        2, ge=1, description="Newest complete checkpoints kept in S3 (plus the best one)."
+    )
     gpu_limit: str = Field(
         "gpu", description="Prefect global concurrency limit that counts the GPU slots."
     )
@@ -330,6 +339,10 @@ class TrainingWorkerSettings(BaseModel):
     handoff_prefix: str = Field(
         "training/", description="S3 prefix of trained adapters and reports, per run id."
     )
+
+    @property
+    def checkpoints(self) -> bool:
+        return bool(self.checkpoint_steps or self.checkpoint_minutes)
 
     @field_validator("checkpoints_prefix", "handoff_prefix")
     @classmethod

@@ -5,6 +5,7 @@ window, the training config, the run id, the init adapter as an s3:// URI). The 
 then uploads under `training/<run-id>/`:
 
     adapter/            LoRA adapter (safetensors) + tokenizer + Hugging Face model card
+    merged/             base weights with the adapter merged in (`training.merge_adapter`)
     train_result.json   the training report (TrainResult: steps, losses, tokens/s, ...)
     output.json         FineTuneOutput: the URIs above, written last (the run's answer)
 
@@ -22,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.base_model import resolve_base_model
+from tasks.base_model import PICKLED_WEIGHTS, resolve_base_model
 from tasks.checkpoints import checkpoint_key, checkpoint_prefix
 from tasks.config import Settings, TrainingSettings
 from tasks.dataset import DatasetRef
@@ -36,10 +37,9 @@ from tasks.s3 import (
     upload_dir,
 )
 from tasks.train_local import TrainResult, train_local
-from tasks.trainer_report import in_prefect_run
+from tasks.trainer_report import in_prefect_run, run_logger
 from tasks.window import TrainingWindow
 
-PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 OUTPUT = "output.json"
 
 
@@ -56,6 +56,7 @@ class FineTuneParams(BaseModel):
 
 class FineTuneOutput(BaseModel):
     adapter_uri: str
+    merged_uri: str | None = None
     report_uri: str
     checkpoint_uri: str | None = None
     result: TrainResult = Field(description="Metrics; its paths are the worker's, not ours.")
@@ -86,18 +87,6 @@ def download_model_dir(settings: Settings, uri: str, local_dir: Path) -> Path:
     return local_dir
 
 
-def resolve_worker_base_model(settings: Settings) -> Path:
-    """The base model on this worker: the packaged SmolLM2, a local directory, or an s3://
-    prefix of safetensors (downloaded once into the cache, keyed by its URI)."""
-    name = settings.training.base_model
-    if not name.startswith("s3://"):
-        return resolve_base_model(name, settings.cache_dir)
-    local = settings.cache_dir / "models" / "s3" / name[5:].strip("/").replace("/", "--")
-    if (local / "config.json").is_file():
-        return local
-    return download_model_dir(settings, name, local)
-
-
 def upload_outputs(settings: Settings, result: TrainResult, run_id: str, checkpoint: str | None):
     """Adapter, tokenizer and report under `training/<run-id>/`; output.json last."""
     adapter_dir = Path(result.adapter_dir)
@@ -105,9 +94,15 @@ def upload_outputs(settings: Settings, result: TrainResult, run_id: str, checkpo
     client, bucket = s3_client(settings.s3), settings.s3.bucket
     prefix = handoff_prefix(settings, run_id)
     upload_dir(client, adapter_dir, bucket, prefix + "adapter/")
+    merged_uri = None
+    if result.merged_dir:
+        refuse_pickles(Path(result.merged_dir), f"the merged model in {result.merged_dir}")
+        upload_dir(client, Path(result.merged_dir), bucket, prefix + "merged/")
+        merged_uri = s3_uri(bucket, prefix + "merged/")
     put_json(client, bucket, prefix + "train_result.json", result.model_dump(mode="json"))
     output = FineTuneOutput(
         adapter_uri=s3_uri(bucket, prefix + "adapter/"),
+        merged_uri=merged_uri,
         report_uri=s3_uri(bucket, prefix + "train_result.json"),
         checkpoint_uri=s3_uri(bucket, checkpoint) if checkpoint else None,
         result=result,
@@ -136,34 +131,64 @@ def run_fine_tune(settings: Settings, params: FineTuneParams) -> FineTuneOutput 
         )
     settings = settings.model_copy(update={"training": params.training})
     run_dir = settings.cache_dir / "runs" / params.run_id
-    base_dir = resolve_worker_base_model(settings)
-    worker = settings.model_copy(
-        update={"training": params.training.model_copy(update={"base_model": str(base_dir)})}
-    )
     init_dir = None
     if params.init_adapter_uri:
         init_dir = str(download_model_dir(settings, params.init_adapter_uri, run_dir / "init"))
     prefix = None
-    if params.training.worker.checkpoint_steps:
-        prefix = checkpoint_prefix(settings, checkpoint_key(settings, params.window))
+    if params.training.worker.checkpoints:
+        key = checkpoint_key(settings, params.window, params.init_adapter_uri)
+        prefix = checkpoint_prefix(settings, key)
+        finished = finished_training(settings, prefix, params.run_id)
+        if finished:
+            return finished if is_main_process() else None
     train: Any = train_local if in_prefect_run() else train_local.fn
-    result = train(worker, params.dataset, params.run_id, params.window, init_dir, prefix)
+    result = train(settings, params.dataset, params.run_id, params.window, init_dir, prefix)
     if not is_main_process():
         return None
-    result = result.model_copy(update={"base_model": params.training.base_model})
-    return upload_outputs(settings, result, params.run_id, prefix)
+    output = upload_outputs(settings, result, params.run_id, prefix)
+    if prefix:  # this window + config is trained: a retry hands off this output again
+        put_json(
+            s3_client(settings.s3),
+            settings.s3.bucket,
+            prefix + OUTPUT,
+            output.model_dump(mode="json"),
+        )
+    return output
+
+
+def finished_training(settings: Settings, prefix: str, run_id: str) -> FineTuneOutput | None:
+    """The hand-off of a training of this key that already finished, re-issued as run_id's.
+
+    Resuming a checkpoint at its last step would train one step more (Trainer's resume loop);
+    the same window and config give the same adapter, so it is handed off instead.
+    """
+    client, bucket = s3_client(settings.s3), settings.s3.bucket
+    body = get_json(client, bucket, prefix + OUTPUT).body
+    if body is None:
+        return None
+    done = FineTuneOutput.model_validate(body)
+    run_logger().info(
+        "this window and config were trained already: handing off %s again", done.adapter_uri
+    )
+    if is_main_process():
+        put_json(
+            client, bucket, handoff_prefix(settings, run_id) + OUTPUT, done.model_dump(mode="json")
+        )
+    return done
 
 
 def challenger_result(settings: Settings, output: FineTuneOutput) -> TrainResult:
     """The worker's TrainResult with this side's paths: the adapter downloaded from S3 into
     the cache, the base model resolved here."""
     run_id = output.adapter_uri.rstrip("/").split("/")[-2]
-    local = download_model_dir(
-        settings, output.adapter_uri, settings.cache_dir / "runs" / run_id / "challenger-s3"
-    )
-    base_dir = resolve_worker_base_model(settings)
+    run_dir = settings.cache_dir / "runs" / run_id
+    local = download_model_dir(settings, output.adapter_uri, run_dir / "challenger-s3")
+    merged = None
+    if output.merged_uri:
+        merged = str(download_model_dir(settings, output.merged_uri, run_dir / "merged-s3"))
+    base_dir = resolve_base_model(output.result.base_model, settings.cache_dir, settings.s3)
     return output.result.model_copy(
-        update={"adapter_dir": str(local), "base_model_dir": str(base_dir), "merged_dir": None}
+        update={"adapter_dir": str(local), "base_model_dir": str(base_dir), "merged_dir": merged}
     )
 
 

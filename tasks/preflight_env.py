@@ -92,8 +92,11 @@ def check_environment(settings: Settings) -> EnvironmentReport:
     with ThreadPoolExecutor(max_workers=2) as pool:
         s3 = pool.submit(copy_context().run, _s3_checks, settings.s3, settings.env_check)
         prefect = pool.submit(copy_context().run, _prefect_api_check, settings.env_check)
-        base_model = _base_model_check(settings)
-        return EnvironmentReport(checks=[*s3.result(), prefect.result(), base_model])
+        s3_checks = s3.result()
+        # an s3:// base model is listed only through an S3 that answered
+        s3_ok = all(check.status == "ok" for check in s3_checks)
+        base_model = _base_model_check(settings, s3_ok)
+        return EnvironmentReport(checks=[*s3_checks, prefect.result(), base_model])
 
 
 def require_ready(settings: Settings) -> EnvironmentReport:
@@ -254,7 +257,7 @@ def _prefect_api_check(env: EnvCheckSettings) -> Check:
     )
 
 
-def _base_model_check(settings: Settings) -> Check:
+def _base_model_check(settings: Settings, s3_ok: bool) -> Check:
     training = settings.training
     if training.backend == "api":
         return Check(
@@ -262,7 +265,9 @@ def _base_model_check(settings: Settings) -> Check:
             status="skipped",
             message="training.backend = api: the provider holds the base model",
         )
-    problem = base_model_problem(training.base_model, settings.cache_dir)
+    if training.base_model.startswith("s3://") and not s3_ok:
+        return _not_asked(BASE_MODEL)[0]
+    problem = base_model_problem(training.base_model, settings.cache_dir, settings.s3)
     if problem:
         return Check(name=BASE_MODEL, status="failed", message=problem)
     return Check(name=BASE_MODEL, status="ok", message=f"{training.base_model} is available")

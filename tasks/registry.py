@@ -1,6 +1,7 @@
 """Model registry in S3: versions, aliases moved by conditional writes, an audit log of events.
 
     models/<name>/versions/<version>/adapter/...   LoRA adapter + tokenizer (safetensors)
+    models/<name>/versions/<version>/merged/...    merged weights, with `training.merge_adapter`
     models/<name>/versions/<version>/card.json     metrics, lineage, gate decision, status
     models/<name>/aliases/<alias>.json             {"version": ...}: champion, previous
     models/<name>/events/<stamp>-<id>-<kind>.json  one object per promote / reject / rollback
@@ -181,7 +182,7 @@ def current_champion(settings: Settings) -> Champion:
     alias = read_alias(client, settings, CHAMPION)
     version = alias_version(alias)
     if version is None:
-        base_dir = resolve_base_model(settings.training.base_model, settings.cache_dir)
+        base_dir = resolve_base_model(settings.training.base_model, settings.cache_dir, settings.s3)
         return Champion(
             model=ModelRef(
                 label=f"base ({settings.training.base_model})",
@@ -201,8 +202,7 @@ def load_version(settings: Settings, version: str) -> ModelRef:
     adapter_dir = download_prefix(
         client, settings.s3.bucket, _version_prefix(settings, version) + "adapter/", local
     )
-    # resolve_base_model accepts only the packaged model or a saved safetensors directory
-    base_dir = resolve_base_model(card["base_model"], settings.cache_dir)
+    base_dir = resolve_base_model(card["base_model"], settings.cache_dir, settings.s3)
     return ModelRef(
         label=f"champion {version}",
         base_model_dir=str(base_dir),
@@ -214,9 +214,14 @@ def load_version(settings: Settings, version: str) -> ModelRef:
 
 @task  # no retries: the card is created once (If-None-Match); boto3 retries transient errors
 def register_version(
-    settings: Settings, version: str, adapter_dir: str, card: dict[str, Any]
+    settings: Settings,
+    version: str,
+    adapter_dir: str,
+    card: dict[str, Any],
+    merged_dir: str | None = None,
 ) -> str:
-    """Upload the adapter and its card as a new, immutable version; returns its S3 prefix.
+    """Upload the adapter (and the merged weights, when trained with `merge_adapter`) and its
+    card as a new, immutable version; returns its S3 prefix.
 
     The card is created first with If-None-Match, so a version id that somehow exists already
     fails before any adapter file of another run is overwritten.
@@ -225,6 +230,8 @@ def register_version(
     prefix = _version_prefix(settings, version)
     put_json_if(client, settings.s3.bucket, prefix + "card.json", card, expected_etag=None)
     upload_dir(client, Path(adapter_dir), settings.s3.bucket, prefix + "adapter/")
+    if merged_dir:
+        upload_dir(client, Path(merged_dir), settings.s3.bucket, prefix + "merged/")
     readme = Path(adapter_dir) / "README.md"  # the Hugging Face model card, beside card.json
     if readme.is_file():
         put_bytes_if(client, settings.s3.bucket, prefix + "README.md", readme.read_bytes(), None)

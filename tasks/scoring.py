@@ -112,6 +112,19 @@ def _pad_id(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
+def answer_positions(labels: Any) -> tuple[Any, Any]:
+    """(mask of the positions whose next token is an answer token, those tokens in mask order).
+
+    The mask goes to the model as `logits_to_keep`, so the vocabulary-sized head projects only
+    these positions; a prompt or padding position would cost a row and count for nothing.
+    """
+    import torch
+
+    predicts_answer = torch.zeros_like(labels, dtype=torch.bool)
+    predicts_answer[:, :-1] = labels[:, 1:] != IGNORE
+    return predicts_answer, labels[:, 1:][predicts_answer[:, :-1]]
+
+
 def teacher_forced(
     local: LocalModel, examples: Sequence[dict[str, Any]], batch_size: int, max_length: int
 ) -> list[tuple[float, int, int]]:
@@ -139,14 +152,11 @@ def teacher_forced(
         )
         lengths = torch.tensor([len(encoded[i][0]) for i in rows])
         attention = (torch.arange(width) < lengths.unsqueeze(1)).long()
-        # position t predicts token t+1: keep the positions whose next token is an answer token
-        predicts_answer = torch.zeros_like(labels, dtype=torch.bool)
-        predicts_answer[:, :-1] = labels[:, 1:] != IGNORE
+        predicts_answer, targets = answer_positions(labels)
         with torch.inference_mode():
             logits = local.model(
                 input_ids=input_ids, attention_mask=attention, logits_to_keep=predicts_answer
             ).logits.float()
-        targets = labels[:, 1:][predicts_answer[:, :-1]]
         row_of = predicts_answer.nonzero()[:, 0]
         nll = F.cross_entropy(logits, targets, reduction="none")
         correct = (logits.argmax(-1) == targets).long()

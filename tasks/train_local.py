@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from prefect import task
 from pydantic import BaseModel, Field
 
 from tasks.base_model import resolve_base_model
-from tasks.checkpoints import download_latest, s3_sync_callback
+from tasks.checkpoints import download_latest, s3_sync_callback, save_every_minutes
 from tasks.config import Settings, TrainingSettings
 from tasks.dataset import DatasetRef
 from tasks.trainer_report import (
@@ -38,7 +39,6 @@ from tasks.trainer_report import (
 )
 from tasks.window import TrainingWindow, load_window_examples, single_version_window
 
-IGNORE = -100
 # PEFT 0.21 reads transformers' deprecated `is_gradient_checkpointing` when it wraps a model; no
 # argument avoids it, so exactly that warning is silenced where PEFT wraps, and nothing else.
 PEFT_CHECKPOINTING_WARNING = r"`is_gradient_checkpointing` is deprecated"
@@ -56,6 +56,7 @@ class TrainResult(BaseModel):
     examples_seen: int = 0
     fraction_seen: float = Field(0.0, description="examples_seen / train_examples (epochs > 1)")
     tokens_seen: int = Field(0, description="Non-padding tokens the trainer processed.")
+    processes: int = Field(1, description="Training processes of one data-parallel group.")
     tokens_per_second: float = 0.0
     truncated_examples: int = 0
     train_loss: float
@@ -141,9 +142,15 @@ def detect_hardware(training: TrainingSettings) -> HardwarePlan:
     )
 
 
-def plan_steps(training: TrainingSettings, examples: int) -> int:
-    """Optimizer steps from the user's budget: epochs over the window, capped by `max_steps`."""
-    per_epoch = math.ceil(examples / training.batch_size)
+def launched_processes() -> int:
+    """Training processes started by `accelerate launch` / torchrun (1 when run directly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def plan_steps(training: TrainingSettings, examples: int, processes: int = 1) -> int:
+    """Optimizer steps from the user's budget: epochs over the window, capped by `max_steps`.
+    Each step takes `batch_size` examples in every process."""
+    per_epoch = math.ceil(examples / (training.batch_size * processes))
     from_epochs = math.ceil(per_epoch * training.epochs) if training.epochs else None
     candidates = [s for s in (from_epochs, training.max_steps) if s is not None]
     return max(1, min(candidates)) if candidates else per_epoch
@@ -215,8 +222,10 @@ def sft_config(
             "per_device_eval_batch_size": training.batch_size,
         }
     if every:
+        evaluation |= {"save_strategy": "steps", "save_steps": every}
+    if training.worker.checkpoints:
         # Resumable checkpoints (tasks/checkpoints.py): optimizer, scheduler and RNG state too.
-        evaluation |= {"save_strategy": "steps", "save_steps": every, "save_only_model": False}
+        evaluation["save_only_model"] = False
     return SFTConfig(
         output_dir=str(output_dir),
         max_steps=steps,
@@ -231,6 +240,9 @@ def sft_config(
         activation_checkpointing_kwargs={"use_reentrant": False},
         # Pinned memory only helps host→GPU copies; on CPU it warns and does nothing.
         dataloader_pin_memory=plan.device == "cuda",
+        # on CPU, processes started by a launcher form a gloo group (DDP) instead of each
+        # training alone on the whole window
+        use_cpu=plan.device == "cpu",
         packing=plan.padding_free,
         padding_free=plan.padding_free,
         # Batches of similar length: the padded batch's cost is its longest row.
@@ -253,19 +265,18 @@ def completion_loss_trainer_class():
     import torch.nn.functional as F
     from trl import SFTTrainer
 
+    from tasks.scoring import answer_positions
+
     class CompletionLossTrainer(SFTTrainer):
         tokens_seen = 0  # non-padding tokens of the training batches
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            causal = model.get_base_model() if hasattr(model, "get_base_model") else model
-            backbone = getattr(causal, causal.base_model_prefix)
-            labels = inputs["labels"][:, 1:]
+            predicts_answer, targets = answer_positions(inputs["labels"])
             features = {k: v for k, v in inputs.items() if k not in ("labels", "completion_mask")}
-            hidden = backbone(**features, use_cache=False).last_hidden_state[:, :-1]
-            mask = labels != IGNORE
-            logits = causal.get_output_embeddings()(hidden[mask]).float()
-            loss_sum = F.cross_entropy(logits, labels[mask], reduction="sum")
-            count = mask.sum() if num_items_in_batch is None else num_items_in_batch
+            # through the model's own forward: DDP/FSDP wrappers sync gradients there
+            logits = model(**features, use_cache=False, logits_to_keep=predicts_answer).logits
+            loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
+            count = targets.numel() if num_items_in_batch is None else num_items_in_batch
             loss = loss_sum / torch.as_tensor(count).clamp(min=1)
             if model.training:
                 attention = inputs.get("attention_mask")
@@ -290,24 +301,32 @@ def load_base(base_dir: Path, plan: HardwarePlan):
     return model, tokenizer
 
 
+def continue_adapter(model: Any, adapter_dir: str) -> Any:
+    """The champion's LoRA adapter on the base model, trainable (`training.init = champion`)."""
+    from peft import LoraConfig, PeftModel
+
+    from tasks.fused_lora import with_fused_linear
+
+    if not (Path(adapter_dir) / "adapter_config.json").exists():
+        raise ValueError(
+            f"`training.init = champion` continues a LoRA adapter, but the champion in "
+            f"{adapter_dir} holds whole weights (trained with method full/freeze): "
+            "set `init = base` for this run"
+        )
+    config = with_fused_linear(LoraConfig.from_pretrained(adapter_dir))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", PEFT_CHECKPOINTING_WARNING, FutureWarning)
+        return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True, config=config)
+
+
 def prepare_model(model: Any, training: TrainingSettings, init_adapter_dir: str | None):
     """LoRA (fresh or the champion's), or the full / top-N-block model; returns (model, peft)."""
     if training.method == "lora":
+        from tasks.fused_lora import with_fused_linear
+
         if init_adapter_dir:
-            from peft import PeftModel
-
-            if not (Path(init_adapter_dir) / "adapter_config.json").exists():
-                raise ValueError(
-                    f"`training.init = champion` continues a LoRA adapter, but the champion in "
-                    f"{init_adapter_dir} holds whole weights (trained with method full/freeze): "
-                    "set `init = base` for this run"
-                )
-
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", PEFT_CHECKPOINTING_WARNING, FutureWarning)
-                adapter = PeftModel.from_pretrained(model, init_adapter_dir, is_trainable=True)
-            return adapter, None
-        return model, lora_config(training)
+            return continue_adapter(model, init_adapter_dir), None
+        return model, with_fused_linear(lora_config(training))
     if training.method == "freeze":
         blocks = model.model.layers
         model.requires_grad_(False)
@@ -315,6 +334,10 @@ def prepare_model(model: Any, training: TrainingSettings, init_adapter_dir: str 
             module.requires_grad_(True)
         # SmolLM2 ties the head to the input embeddings: training the head trains both.
         model.get_output_embeddings().requires_grad_(True)
+    if getattr(model.config, "tie_word_embeddings", False):
+        # A tied head is saved once, as the embeddings. Trainer's load of the best checkpoint
+        # re-ties keys listed here and warns "missing lm_head.weight" about any other.
+        model._keys_to_ignore_on_save = list(getattr(model, "_tied_weights_keys", None) or [])
     return model, None
 
 
@@ -402,7 +425,7 @@ def train_local(
     # setup: device, precision, batching
     plan = detect_hardware(training)
     log.info("batching: %s (%s)", plan.batching, plan.reason)
-    base_dir = resolve_base_model(training.base_model, settings.cache_dir)
+    base_dir = resolve_base_model(training.base_model, settings.cache_dir, settings.s3)
     run_dir = settings.cache_dir / "runs" / run_id
     output_dir = run_dir / "challenger"
 
@@ -415,19 +438,21 @@ def train_local(
             "only if that is really intended, or wait for more logs"
         )
     eval_rows = eval_rows[: training.max_eval_examples]
-    steps = plan_steps(training, len(train_rows))
+    processes = launched_processes()
+    steps = plan_steps(training, len(train_rows), processes)
 
     # model: base weights from safetensors only
     model, tokenizer = load_base(base_dir, plan)
     truncated = count_truncated(tokenizer, train_rows, training.max_length)
     log.info(
-        "window: %d examples from %d dataset version(s), %d validation; %d steps of %d; "
-        "%d examples longer than max_length %d are truncated",
+        "window: %d examples from %d dataset version(s), %d validation; %d steps of %d x %d "
+        "process(es); %d examples longer than max_length %d are truncated",
         len(train_rows),
         len(window.versions),
         len(eval_rows),
         steps,
         training.batch_size,
+        processes,
         truncated,
         training.max_length,
     )
@@ -451,6 +476,8 @@ def train_local(
         trainer.add_callback(EarlyStoppingCallback(training.early_stopping_patience))
     resume_from = None
     if checkpoint_prefix:
+        if training.worker.checkpoint_minutes:
+            trainer.add_callback(save_every_minutes(training.worker.checkpoint_minutes))
         trainer.add_callback(s3_sync_callback(settings, checkpoint_prefix))
         resume_from = download_latest(settings, checkpoint_prefix, run_dir / "resume")
         if resume_from:
@@ -467,7 +494,11 @@ def train_local(
         merged_dir = save_outputs(trainer, tokenizer, output_dir, training.merge_adapter)
     args = json.loads(trainer.args.to_json_string())
     steps_done = trainer.state.global_step
-    examples_seen = count_examples_seen(steps_done, training.batch_size, len(train_rows))
+    per_step = training.batch_size * processes
+    examples_seen = count_examples_seen(steps_done, per_step, len(train_rows))
+    tokens_seen = trainer.tokens_seen
+    if processes > 1:  # every process counted its own batches
+        tokens_seen = int(trainer.accelerator.reduce(torch.tensor(tokens_seen), "sum"))
     train_loss = output.training_loss
     result = TrainResult(
         adapter_dir=str(output_dir),
@@ -480,8 +511,9 @@ def train_local(
         train_examples=len(train_rows),
         examples_seen=examples_seen,
         fraction_seen=round(examples_seen / len(train_rows), 4),
-        tokens_seen=trainer.tokens_seen,
-        tokens_per_second=round(trainer.tokens_seen / train_seconds, 1),
+        tokens_seen=tokens_seen,
+        processes=trainer.args.world_size,
+        tokens_per_second=round(tokens_seen / train_seconds, 1),
         truncated_examples=truncated,
         train_loss=float(train_loss) if math.isfinite(train_loss) else -1.0,
         best_val_loss=trainer.state.best_metric,

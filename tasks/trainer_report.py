@@ -70,6 +70,19 @@ class TrainLog:
         return self.budget_hit
 
 
+def _any_process(flag: bool, device: Any) -> bool:
+    """True when any training process says so: launched processes must stop at the same step,
+    or the others wait forever at the next gradient sync (each reads its own clock)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    vote = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX)
+    return bool(vote.item())
+
+
 def progress_callback(train_log: TrainLog):
     """A TrainerCallback: compact run-log lines, a progress artifact, the `max_minutes` stop."""
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -91,7 +104,7 @@ def progress_callback(train_log: TrainLog):
                     self.artifact_id, 100.0 * state.global_step / max(state.max_steps, 1)
                 )
             last = state.global_step >= state.max_steps
-            if train_log.over_budget() or last:
+            if _any_process(train_log.over_budget(), args.device) or last:
                 control.should_training_stop = True
                 # judge the last adapter too before the best one is picked
                 control.should_evaluate = control.should_save = args.eval_strategy != "no"
@@ -102,7 +115,7 @@ def progress_callback(train_log: TrainLog):
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             line = train_log.line(state.global_step, logs or {})
-            if line:
+            if line and state.is_world_process_zero:  # one log, not one per launched process
                 run_logger().info(line)
 
     return PrefectProgress()

@@ -16,14 +16,22 @@ from pathlib import Path
 import pytest
 from test_window import examples, put_golden, put_version, ref
 
-from tasks.checkpoints import checkpoint_key, checkpoint_prefix, complete_steps
+from tasks.base_model import resolve_base_model
+from tasks.checkpoints import (
+    checkpoint_key,
+    checkpoint_prefix,
+    complete_steps,
+    prune_checkpoints,
+)
 from tasks.handoff import (
     FineTuneParams,
+    challenger_result,
     download_model_dir,
-    resolve_worker_base_model,
+    read_output,
     run_fine_tune,
     write_params,
 )
+from tasks.registry import current_champion, register_version
 from tasks.s3 import list_objects, s3_client, upload_dir
 from tasks.window import single_version_window
 
@@ -91,7 +99,8 @@ def test_a_killed_worker_resumes_from_its_last_complete_checkpoint(
     # an uninterrupted run: the reference; then its checkpoints go, as if it never ran
     reference = run_fine_tune(settings, params)
     assert reference is not None and reference.result.resumed_from_step is None
-    assert set(range(INTERVAL, STEPS, INTERVAL)) <= set(complete_steps(settings, prefix))
+    kept = complete_steps(settings, prefix)  # the newest two, and the best if it is older
+    assert kept[-2:] == [STEPS - INTERVAL, STEPS] and len(kept) <= 3
     _delete_prefix(settings, prefix)
 
     # a worker process, SIGKILLed as soon as its first checkpoint is complete in S3
@@ -122,6 +131,90 @@ def test_a_killed_worker_resumes_from_its_last_complete_checkpoint(
     assert resumed.result.loss_curve[-1] == pytest.approx(reference.result.loss_curve[-1], rel=1e-3)
     assert resumed.result.best_val_loss == pytest.approx(reference.result.best_val_loss, rel=1e-3)
     assert len(resumed.result.loss_curve) == STEPS - landed[-1]  # only the lost steps retrained
+
+    # a retry of the finished training trains nothing again and hands off the same end point
+    again = run_fine_tune(fresh, params.model_copy(update={"run_id": "pytest-again"}))
+    assert again == resumed == read_output(settings, "pytest-again")
+    assert again.result.steps == STEPS
+
+
+def test_old_checkpoints_are_pruned_marker_first_and_the_best_is_kept(settings):
+    client, bucket, prefix = s3_client(settings.s3), settings.s3.bucket, "checkpoints/k/"
+    for step in range(2, 12, 2):
+        client.put_object(Bucket=bucket, Key=f"{prefix}checkpoint-{step}/adapter.safetensors")
+        client.put_object(Bucket=bucket, Key=f"{prefix}checkpoint-{step}/COMPLETE")
+    client.put_object(Bucket=bucket, Key=f"{prefix}checkpoint-12/adapter.safetensors")  # uploading
+
+    assert prune_checkpoints(settings, prefix, keep=2, best=4) == [2, 6]
+    assert complete_steps(settings, prefix) == [4, 8, 10]
+    left = {obj["Key"].removeprefix(prefix) for obj in list_objects(client, bucket, prefix)}
+    assert not any(key.startswith(("checkpoint-2/", "checkpoint-6/")) for key in left)
+    assert "checkpoint-12/adapter.safetensors" in left  # not complete yet: not touched
+
+
+def test_checkpoints_by_the_clock_when_no_step_interval_is_set(settings, tiny_model_dir):
+    settings = _worker_settings(settings, tiny_model_dir)
+    worker = settings.training.worker.model_copy(
+        update={"checkpoint_steps": None, "checkpoint_minutes": 1e-6, "keep_checkpoints": 1}
+    )
+    training = settings.training.model_copy(update={"max_steps": 3, "worker": worker})
+    settings = settings.model_copy(update={"training": training})
+    params = _params(settings, "pytest-by-the-clock")
+    prefix = checkpoint_prefix(settings, checkpoint_key(settings, params.window))
+
+    output = run_fine_tune(settings, params)
+    assert output is not None and output.result.steps == 3
+    kept = complete_steps(settings, prefix)
+    assert kept[-1] == 3 and len(kept) <= 2  # every step saved; older ones pruned
+
+
+def test_merged_weights_travel_to_the_registry_through_s3(settings, tiny_model_dir):
+    settings = _worker_settings(settings, tiny_model_dir)
+    worker = settings.training.worker.model_copy(update={"checkpoint_steps": None})
+    training = settings.training.model_copy(
+        update={"max_steps": 1, "merge_adapter": True, "worker": worker}
+    )
+    settings = settings.model_copy(update={"training": training})
+    output = run_fine_tune(settings, _params(settings, "pytest-merged"))
+    assert output is not None and output.merged_uri
+
+    trained = challenger_result(settings, output)
+    assert trained.merged_dir and Path(trained.merged_dir, "model.safetensors").is_file()
+    prefix = register_version.fn(settings, "v-merged", trained.adapter_dir, {}, trained.merged_dir)
+    keys = {o["Key"] for o in list_objects(s3_client(settings.s3), settings.s3.bucket, "models/")}
+    version = prefix.removeprefix(f"s3://{settings.s3.bucket}/")
+    assert {version + "merged/model.safetensors", version + "adapter/README.md"} <= keys
+    assert not any(key.endswith((".bin", ".pt", ".pkl")) for key in keys)
+
+
+def test_two_launched_processes_split_the_window_and_train_one_model(
+    prefect_api, settings, tiny_model_dir
+):
+    """`accelerate launch` / torchrun on CPU: a gloo DDP group, not two lone trainings."""
+    from prefect import flow
+
+    from flows.fine_tune import launch
+
+    settings = _worker_settings(settings, tiny_model_dir)
+    worker = settings.training.worker.model_copy(update={"checkpoint_steps": None})
+    one_epoch = {"max_steps": None, "epochs": 1.0, "worker": worker}
+    settings = settings.model_copy(
+        update={"training": settings.training.model_copy(update=one_epoch)}
+    )
+    single = run_fine_tune(settings, _params(settings, "pytest-one-process"))
+
+    @flow
+    def two_processes():
+        command = f"{sys.executable} -m torch.distributed.run --nproc_per_node 2"
+        return launch(command, _params(settings, "pytest-two-processes"), settings)
+
+    both = two_processes()
+    assert single is not None and single.result.steps == 20  # 40 examples, 2 a step
+    assert both.result.processes == 2  # one gloo group: gradients are averaged every step
+    assert both.result.steps == 10 and both.result.examples_seen == 40
+    assert len(both.result.loss_curve) == 10
+    # the window was split between them (about one epoch's tokens in all), not trained twice
+    assert both.result.tokens_seen == pytest.approx(single.result.tokens_seen, rel=0.1)
 
 
 def test_a_run_waits_for_a_free_gpu_slot_and_says_so(prefect_api, caplog):
@@ -165,9 +258,17 @@ def test_base_model_and_adapters_cross_s3_as_safetensors_only(settings, tiny_mod
             ),
         }
     )
-    local = resolve_worker_base_model(worker)
+    name = worker.training.base_model
+    local = resolve_base_model(name, tmp_path, worker.s3)
     assert local.is_relative_to(tmp_path) and (local / "model.safetensors").is_file()
-    assert resolve_worker_base_model(worker) == local  # downloaded once
+    assert resolve_base_model(name, tmp_path, worker.s3) == local  # downloaded once
+    # the champion loader (evaluation, registry) resolves it the same way
+    champion = current_champion.fn(worker)
+    assert champion.model.base_model_dir == str(local) and champion.model.base_model == name
+
+    # a model re-uploaded under the same prefix is fetched again, not served stale
+    client.put_object(Bucket=bucket, Key="base-models/tiny/generation_config.json", Body=b"{}")
+    assert resolve_base_model(name, tmp_path, worker.s3) != local
 
     client.put_object(Bucket=bucket, Key="base-models/pickled/pytorch_model.bin", Body=b"x")
     client.put_object(Bucket=bucket, Key="base-models/pickled/model.safetensors", Body=b"x")

@@ -28,7 +28,7 @@ from tasks.preflight_env import (
     EnvironmentNotReady,
     check_environment,
 )
-from tasks.s3 import list_objects, s3_client
+from tasks.s3 import list_objects, s3_client, upload_dir
 
 SECRET = "wJalrXUtnFEMI-not-a-real-secret-7f3a"
 
@@ -224,6 +224,26 @@ def test_a_missing_or_unsafe_base_model_is_named(settings, tmp_path, tiny_model_
         update={"training": settings.training.model_copy(update={"backend": "api"})}
     )
     assert by_name(check_environment(hosted))[BASE_MODEL][0] == "skipped"
+
+
+def test_a_base_model_in_s3_is_checked_by_listing_it(settings, tmp_path, tiny_model_dir):
+    client, bucket = s3_client(settings.s3), settings.s3.bucket
+    upload_dir(client, tiny_model_dir, bucket, "base-models/tiny/")
+    ready = by_name(check_environment(with_base_model(settings, f"s3://{bucket}/base-models/tiny")))
+    assert ready[BASE_MODEL][0] == "ok"
+
+    empty = by_name(check_environment(with_base_model(settings, f"s3://{bucket}/base-models/x/")))
+    assert empty[BASE_MODEL][0] == "failed"
+    assert "config.json" in empty[BASE_MODEL][1] and "aws s3 sync" in empty[BASE_MODEL][1]
+
+    client.put_object(Bucket=bucket, Key="base-models/pickled/config.json", Body=b"{}")
+    client.put_object(Bucket=bucket, Key="base-models/pickled/pytorch_model.bin", Body=b"x")
+    pickled = with_base_model(settings, f"s3://{bucket}/base-models/pickled")
+    assert "pickled files" in by_name(check_environment(pickled))[BASE_MODEL][1]
+
+    # through a bucket that does not answer, the model is not asked about
+    unreachable = with_s3(pickled, endpoint_url=f"http://127.0.0.1:{free_port()}")
+    assert by_name(check_environment(unreachable))[BASE_MODEL][0] == "skipped"
 
 
 @pytest.mark.usefixtures("prefect_api")

@@ -209,3 +209,45 @@ def test_full_fine_tune_trains_every_block_and_logs_its_batching(settings, tiny_
     # and a LoRA run cannot continue it
     with pytest.raises(ValueError, match="init = base"):
         prepare_model(loaded, TrainingSettings(init="champion"), result.adapter_dir)
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated")
+def test_fused_lora_layers_compute_peft_outputs_and_gradients(tiny_model_dir):
+    from peft import get_peft_model
+
+    from tasks.fused_lora import FusedLoraLinear
+    from tasks.train_local import lora_config
+
+    training = TrainingSettings()
+    plain_config, fused_config = lora_config(training), lora_config(training)
+    plan = plan_hardware(training, cuda=False, bf16_supported=False, flash_attention=False)
+    plain = get_peft_model(load_base(tiny_model_dir, plan)[0], plain_config)
+    model, fused_config = prepare_model(load_base(tiny_model_dir, plan)[0], training, None)
+    fused = get_peft_model(model, fused_config)
+    layers = [m for m in fused.modules() if isinstance(m, FusedLoraLinear)]
+    assert len(layers) == 7 * 2  # every linear of both blocks: q k v o gate up down
+    with torch.no_grad():  # a trained-looking adapter: B is zero at initialisation
+        pairs = zip(plain.named_parameters(), fused.named_parameters(), strict=True)
+        for (name, a), (_, b) in pairs:
+            if "lora_" in name:
+                a.normal_(0, 0.05)
+                b.copy_(a)
+
+    ids = torch.randint(0, 1000, (3, 17))
+    mask = torch.ones_like(ids)
+    mask[0, 12:] = 0  # a padded row
+    losses = [m(input_ids=ids, attention_mask=mask, labels=ids).loss for m in (plain, fused)]
+    for loss in losses:
+        loss.backward()
+    assert losses[1].item() == pytest.approx(losses[0].item(), rel=1e-5)
+    grads = [
+        {n: p.grad for n, p in m.named_parameters() if p.requires_grad} for m in (plain, fused)
+    ]
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) == 7 * 2 * 2
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6)
+
+    fused.base_model.model.model.layers[0].self_attn.q_proj.merge()  # other states: PEFT's path
+    with torch.no_grad():
+        merged_loss = fused(input_ids=ids, attention_mask=mask, labels=ids).loss
+    assert merged_loss.item() == pytest.approx(losses[0].item(), rel=1e-4)
