@@ -2,7 +2,7 @@
 
 A week of Bitext conversations is split into six earlier days and a quiet seventh day of 60 new
 conversations. Three LoRA runs on the packaged SmolLM2-135M, each one epoch over what it trains
-on, the same seed and settings, scored on the same frozen golden set (teacher-forced answer
+on, the same settings, scored on the same frozen golden set (teacher-forced answer
 loss, token-weighted), against a local moto S3 server:
 
     window      day 7's dataset version as the new batch, days 1-6 replayed by the window
@@ -10,9 +10,11 @@ loss, token-weighted), against a local moto S3 server:
     new only    day 7's 60 conversations alone (what the walking skeleton trained on)
 
     .venv/bin/python bench/window_vs_week.py                     # 40 a day, 60 on day 7
-    .venv/bin/python bench/window_vs_week.py --per-day 20        # shorter
+    .venv/bin/python bench/window_vs_week.py --per-day 20 --seeds 3
 
-Target: the window's golden loss is at most the whole week's (within noise). Writes the
+Each kind runs with `--seeds` training seeds (the shuffle differs between the window's order and
+the week's, so one pair alone compares shuffles). Target: the window's mean golden loss is at most
+the whole week's, within the spread between seeds. Writes the
 `window_vs_week` entry of bench/results.json.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from datetime import timedelta
@@ -62,6 +65,7 @@ def train(settings, dataset, window, run_id: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-day", type=int, default=40, help="conversations on days 1-6")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds per run kind")
     args = parser.parse_args()
 
     from test_window import put_version, ref
@@ -103,18 +107,28 @@ def main() -> None:
             "new_only": (days_refs[-1], single_version_window(days_refs[-1])),
         }
         base_dir = None
-        for name, (dataset, trained_on) in runs.items():
-            run = train(settings, dataset, trained_on, f"bench-{name}")
-            base_dir = run.pop("base_dir")
-            run["golden_loss"] = golden_loss(settings, run.pop("adapter_dir"), base_dir, golden)
-            figures[name] = run
-            print(name, run, flush=True)
+        for seed in range(args.seeds):
+            seeded = settings.model_copy(
+                update={"training": training.model_copy(update={"seed": training.seed + seed})}
+            )
+            for name, (dataset, trained_on) in runs.items():
+                run = train(seeded, dataset, trained_on, f"bench-{name}-{seed}")
+                base_dir = run.pop("base_dir")
+                adapter = run.pop("adapter_dir")
+                run["golden_loss"] = golden_loss(settings, adapter, base_dir, golden)
+                figures.setdefault(name, {"runs": []})["runs"].append(run)
+                print(name, seed, run, flush=True)
         figures["base_golden_loss"] = golden_loss(settings, None, base_dir, golden)
 
-    window, whole = figures["window"]["golden_loss"], figures["whole_week"]["golden_loss"]
+    for name in runs:
+        losses = [run["golden_loss"] for run in figures[name]["runs"]]
+        figures[name]["golden_loss_mean"] = round(statistics.mean(losses), 4)
+    window = figures["window"]["golden_loss_mean"]
+    whole = figures["whole_week"]["golden_loss_mean"]
     figures["window_minus_whole_week"] = round(window - whole, 4)
     figures["load_average"] = os.getloadavg()
     print({k: v for k, v in figures.items() if not isinstance(v, dict)})
+    print({name: figures[name]["golden_loss_mean"] for name in runs})
     save_figures("window_vs_week", figures)
 
 
