@@ -35,9 +35,6 @@ from record import save_figures, stored
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-LABELLED = ROOT / "tests" / "data" / "pii_labelled.jsonl"
-TYPES = {"EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "CREDIT_CARD": "CREDIT_CARD"}
-TYPES |= {"IBAN_CODE": "IBAN", "US_SSN": "US_SSN", "IP_ADDRESS": "IP_ADDRESS", "PERSON": "PERSON"}
 
 
 def peak_rss_gb() -> float:
@@ -45,46 +42,14 @@ def peak_rss_gb() -> float:
 
 
 def pii_scores() -> dict:
-    """A labelled value counts as found when a finding overlaps it (a phone number found as
-    a phone or any other type is still removed); a finding overlapping no label is a false
-    positive."""
+    """Recall per type and precision on the labelled set (tests/pii_scoring.py)."""
+    from pii_scoring import labelled_rows, scores
+
     from tasks.config import PiiSettings
     from tasks.pii import get_redactor
 
-    rows = [json.loads(line) for line in LABELLED.read_text().splitlines()]
-    findings = get_redactor(PiiSettings()).analyze([r["text"] for r in rows])
-    found, total, false_pos, true_pos = Counter(), Counter(), 0, 0
-    misses = []
-    for row, results in zip(rows, findings, strict=True):
-        spans = []
-        for e in row["entities"]:
-            start = row["text"].index(e["value"])
-            spans.append((start, start + len(e["value"]), e["type"]))
-        for start, end, kind in spans:
-            total[kind] += 1
-            if any(r.start < end and start < r.end for r in results):
-                found[kind] += 1
-            else:
-                misses.append(kind)
-        for r in results:
-            if any(r.start < end and start < r.end for start, end, _ in spans):
-                true_pos += 1
-            else:
-                false_pos += 1
-    recall = {kind: round(found[kind] / total[kind], 4) for kind in sorted(total)}
-    structured = [k for k in total if k != "PERSON"]
-    return {
-        "examples": len(rows),
-        "labelled_values": sum(total.values()),
-        "recall_by_type": recall,
-        "recall_structured": round(
-            sum(found[k] for k in structured) / sum(total[k] for k in structured), 4
-        ),
-        "recall_names": recall.get("PERSON"),
-        "precision": round(true_pos / (true_pos + false_pos), 4) if true_pos + false_pos else None,
-        "false_positives": false_pos,
-        "missed_types": dict(Counter(misses)),
-    }
+    rows = labelled_rows()
+    return scores(rows, get_redactor(PiiSettings()).analyze([r["text"] for r in rows]))
 
 
 def redaction_records(n: int, distinct: bool = False) -> list[dict]:
