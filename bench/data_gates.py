@@ -41,6 +41,13 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
+def workers_rss_gb() -> float:
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    return round(sum(child.memory_info().rss for child in children) / 1024**3, 2)
+
+
 def pii_scores() -> dict:
     """Recall per type and precision on the labelled set (tests/pii_scoring.py)."""
     from pii_scoring import labelled_rows, scores
@@ -153,6 +160,7 @@ def redaction_speed(
     seconds, redacted, figures = redact_timed(redactor, records, profile)
     result = {
         "conversations": n,
+        "processes": redactor.config.processes,
         "distinct_texts_workload": distinct,
         "texts": len(texts),
         "distinct_texts": len(set(texts)),
@@ -163,6 +171,18 @@ def redaction_speed(
         "quarantined": sum(1 for clean, _ in redacted if clean is None),
         "target_s": 60,
     }
+    if redactor.config.processes > 1:
+        # the same code in this process only, right after: what the worker processes bring
+        in_process = get_redactor(PiiSettings(processes=1))
+        one_seconds, one_redacted, _ = redact_timed(in_process, records)
+        result["in_process"] = {
+            "seconds": round(one_seconds, 2),
+            "processes": 1,
+            "speedup_of_processes": round(one_seconds / seconds, 2),
+            "records_redacted_differently": sum(
+                1 for a, b in zip(one_redacted, redacted, strict=True) if a != b
+            ),
+        }
     if baseline:
         old = module_at(baseline, "tasks/pii.py", "pii_baseline").get_redactor(PiiSettings())
         old_seconds, old_redacted, old_figures = redact_timed(old, records)
@@ -214,6 +234,7 @@ def suites_on(n: int = 1_000_000, baseline: str | None = None, distinct: bool = 
     seconds, report = timed(evaluate)
     result = {
         "records": n,
+        "processes": config.processes,
         "distinct_texts_workload": distinct,
         "seconds": round(seconds, 2),
         "import_gx_and_classifier_seconds": round(import_s, 2),
@@ -222,7 +243,27 @@ def suites_on(n: int = 1_000_000, baseline: str | None = None, distinct: bool = 
         "checks": len(report.checks),
         "target_s": 30,
         "target_peak_gb": 4,
+        # the worker processes' memory right after (loky keeps them a while): with
+        # peak_rss_gb, an upper bound of what the run held
+        "worker_rss_gb_after": workers_rss_gb(),
     }
+    if config.processes > 1:
+        # the same code in this process only, right after: what the worker processes bring
+        one_config = config.model_copy(update={"processes": 1})
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as docs:
+            one_report = evaluate(records, one_config, 0, None, Path(docs))
+        one_seconds = time.perf_counter() - started
+        result["in_process"] = {
+            "seconds": round(one_seconds, 2),
+            "processes": 1,
+            "speedup_of_processes": round(one_seconds / seconds, 2),
+            "checks_differing": [
+                a.name
+                for a, b in zip(report.checks, one_report.checks, strict=True)
+                if (a.result, a.observed) != (b.result, b.observed)
+            ],
+        }
     if baseline:
         old = module_at(baseline, "tasks/quality.py", "quality_baseline")
         old.count_leaks = module_at(

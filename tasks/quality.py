@@ -38,6 +38,7 @@ from tasks.config import QualitySettings, S3Settings, Settings
 from tasks.pii_check import count_leaks
 from tasks.processes import chunked, map_in_processes
 from tasks.s3 import get_jsonl, list_objects, put_json, s3_client, upload_dir
+from tasks.toxicity import profane_probability
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[1] / "expectations"
 # PII must never be copied into reports: GX would otherwise list matching values.
@@ -138,6 +139,9 @@ def conversation_frame(
     frame = pd.DataFrame(columns)
     del columns
     customer, agent = frame.pop("customer_text"), frame.pop("agent_text")
+    # the classifier first: in worker processes (large batches) it runs while this process
+    # computes the other columns
+    offensive = _offensive({"agent": agent, "customer": customer}, config)
     frame["customer_chars"] = customer.str.len().astype("int64")
     frame["agent_chars"] = agent.str.len().astype("int64")
     parsed = pd.to_datetime(frame.pop("timestamp"), errors="coerce", utc=True, format="ISO8601")
@@ -146,9 +150,6 @@ def conversation_frame(
     frame["resolved"] = pd.to_numeric(frame["resolved"], errors="coerce").astype("float64")
     frame["csat"] = pd.to_numeric(frame["csat"], errors="coerce").astype("float64")
     allow_list = list(allow_list)
-    # the classifier first: in worker processes (large batches) it runs while this process
-    # counts leaks
-    offensive = _offensive({"agent": agent, "customer": customer}, config)
     # per side: replies repeat more than whole conversations, and each distinct text is
     # checked once
     leaks = count_leaks(customer, allow_list) + count_leaks(agent, allow_list)
@@ -156,18 +157,6 @@ def conversation_frame(
     for side, flags in offensive:
         frame[f"{side}_offensive"] = flags
     return frame
-
-
-def profane_probability(texts: list[str]) -> np.ndarray:
-    """alt-profanity-check's probability that each text is offensive. Its TF-IDF vectorizer
-    and model are called directly: `predict_prob` picks the profane column row by row in
-    Python (`np.apply_along_axis`), seconds on a million texts for the same numbers."""
-    from profanity_check.profanity_check import model, vectorizer
-
-    if not len(texts):
-        return np.zeros(0)
-    profane = list(model.classes_).index(1)
-    return model.predict_proba(vectorizer.transform(texts))[:, profane]
 
 
 def _offensive(
