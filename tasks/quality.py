@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 
 from tasks.config import QualitySettings, S3Settings, Settings
 from tasks.pii_check import count_leaks
-from tasks.processes import chunked, map_in_processes
+from tasks.processes import map_in_processes
 from tasks.s3 import get_jsonl, list_objects, put_json, s3_client, upload_dir
 from tasks.toxicity import profane_probability
 
@@ -139,14 +139,14 @@ def conversation_frame(
     frame = pd.DataFrame(columns)
     del columns
     customer, agent = frame.pop("customer_text"), frame.pop("agent_text")
-    # the classifier first: in worker processes (large batches) it runs while this process
-    # computes the other columns
-    offensive = _offensive({"agent": agent, "customer": customer}, config)
     frame["customer_chars"] = customer.str.len().astype("int64")
     frame["agent_chars"] = agent.str.len().astype("int64")
     parsed = pd.to_datetime(frame.pop("timestamp"), errors="coerce", utc=True, format="ISO8601")
     frame["timestamp_epoch"] = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     frame["content_key"] = pd.util.hash_pandas_object(customer + "\0" + agent, index=False)
+    # the classifier now, after the joined texts above are freed (memory), before the rest: in
+    # worker processes (large batches) it runs while this process counts leaks
+    offensive = _offensive({"agent": agent, "customer": customer}, config)
     frame["resolved"] = pd.to_numeric(frame["resolved"], errors="coerce").astype("float64")
     frame["csat"] = pd.to_numeric(frame["csat"], errors="coerce").astype("float64")
     allow_list = list(allow_list)
@@ -168,12 +168,19 @@ def _offensive(
     `quality.processes` worker processes, in chunks. Classification starts when this is
     called; the flags come as the generator is read."""
     factorized = {side: pd.factorize(texts) for side, texts in sides.items()}
-    uniques = [list(distinct) for _, distinct in factorized.values()]
+    # kept as pandas holds them (Arrow buffers for "str" columns): a list of a million Python
+    # strings per side is ~0.8 GB more at the peak (measured), so chunks become lists only as
+    # the workers take them
+    uniques = [distinct for _, distinct in factorized.values()]
     total = sum(map(len, uniques))
     if config.processes > 1 and total >= config.processes * config.min_texts_per_process:
-        per_side = [chunked(side, TOXICITY_CHUNK_TEXTS) for side in uniques]
-        chunk_counts = list(map(len, per_side))
-        chunks = [chunk for side in per_side for chunk in side]
+        size = TOXICITY_CHUNK_TEXTS
+        chunk_counts = [-(-len(side) // size) for side in uniques]
+        chunks = (
+            list(side[start : start + size])
+            for side in uniques
+            for start in range(0, len(side), size)
+        )
         results = map_in_processes(profane_probability, chunks, config.processes)
     else:
         chunk_counts = [1] * len(uniques)
