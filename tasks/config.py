@@ -99,11 +99,11 @@ class QualitySettings(BaseModel):
         0.5, gt=0, lt=1, description="alt-profanity-check probability that counts as offensive."
     )
     processes: int = Field(
-        2,
+        1,
         ge=1,
         description="Worker processes for the toxicity classifier on a large batch (its TF-IDF "
-        "transform is most of the suites' time; 1 = in this process). 2 measured fastest on a "
-        "2-core machine.",
+        "transform is half the suites' time on distinct texts; 1 = in this process). 1 measured "
+        "fastest on the shared 2-core machine (2: 0.86-0.97x, side by side); try 2 on idle cores.",
     )
     min_texts_per_process: int = Field(
         150_000,
