@@ -176,7 +176,7 @@ class PiiSettings(BaseModel):
         ge=1,
         description="Worker processes that redact a large batch (spaCy's NER is most of the "
         "time; 1 = in this process). 2 on 2 cores, measured side by side: 1.54x faster than "
-        "in-process with a core free, 0.95x with both held by other jobs (same CPU seconds).",
+        "in-process with a core free, 0.88-0.95x with both held by other jobs.",
     )
     min_texts_per_process: int = Field(
         1000,
