@@ -7,8 +7,10 @@
 Options: `--distinct` makes every text unique (the worst case: nothing is checked once for
 many); `--baseline GIT_REF` also runs that ref's code on the same data in the same process and
 compares the outputs (the ratio holds under a shared machine's load); `--profile` (redaction)
-splits the time between spaCy, Presidio and the record handling. The machine's load average is
-recorded with each figure.
+splits the time between spaCy, Presidio and the record handling; `--processes N` sets the
+worker processes (above 1, the in-process time is taken too, right after, on the same data).
+The machine's load average and the CPU seconds of this process and of its workers (which a busy
+machine inflates less than wall-clock time) are recorded with each figure.
 
 Targets: recall ≥ 99 % structured / ≥ 90 % names, precision ≥ 95 %; redaction ≤ 60 s;
 suites ≤ 30 s with peak memory ≤ 4 GB (resident set, this process).
@@ -35,56 +37,49 @@ from record import save_figures, stored
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-LABELLED = ROOT / "tests" / "data" / "pii_labelled.jsonl"
-TYPES = {"EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "CREDIT_CARD": "CREDIT_CARD"}
-TYPES |= {"IBAN_CODE": "IBAN", "US_SSN": "US_SSN", "IP_ADDRESS": "IP_ADDRESS", "PERSON": "PERSON"}
 
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU time so far of this process and of its worker processes (alive or ended): where the
+    work went, which a busy machine does not inflate the way it does wall-clock time."""
+    import psutil
+
+    me = psutil.Process()
+    own = me.cpu_times()
+    workers = own.children_user + own.children_system
+    for child in me.children(recursive=True):
+        try:
+            times = child.cpu_times()
+            workers += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return {"this_process": own.user + own.system, "workers": workers}
+
+
+def cpu_since(before: dict[str, float]) -> dict[str, float]:
+    return {key: round(value - before[key], 2) for key, value in cpu_seconds().items()}
+
+
+def workers_rss_gb() -> float:
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    return round(sum(child.memory_info().rss for child in children) / 1024**3, 2)
+
+
 def pii_scores() -> dict:
-    """A labelled value counts as found when a finding overlaps it (a phone number found as
-    a phone or any other type is still removed); a finding overlapping no label is a false
-    positive."""
+    """Recall per type and precision on the labelled set (tests/pii_scoring.py)."""
+    from pii_scoring import labelled_rows, scores
+
     from tasks.config import PiiSettings
     from tasks.pii import get_redactor
 
-    rows = [json.loads(line) for line in LABELLED.read_text().splitlines()]
-    findings = get_redactor(PiiSettings()).analyze([r["text"] for r in rows])
-    found, total, false_pos, true_pos = Counter(), Counter(), 0, 0
-    misses = []
-    for row, results in zip(rows, findings, strict=True):
-        spans = []
-        for e in row["entities"]:
-            start = row["text"].index(e["value"])
-            spans.append((start, start + len(e["value"]), e["type"]))
-        for start, end, kind in spans:
-            total[kind] += 1
-            if any(r.start < end and start < r.end for r in results):
-                found[kind] += 1
-            else:
-                misses.append(kind)
-        for r in results:
-            if any(r.start < end and start < r.end for start, end, _ in spans):
-                true_pos += 1
-            else:
-                false_pos += 1
-    recall = {kind: round(found[kind] / total[kind], 4) for kind in sorted(total)}
-    structured = [k for k in total if k != "PERSON"]
-    return {
-        "examples": len(rows),
-        "labelled_values": sum(total.values()),
-        "recall_by_type": recall,
-        "recall_structured": round(
-            sum(found[k] for k in structured) / sum(total[k] for k in structured), 4
-        ),
-        "recall_names": recall.get("PERSON"),
-        "precision": round(true_pos / (true_pos + false_pos), 4) if true_pos + false_pos else None,
-        "false_positives": false_pos,
-        "missed_types": dict(Counter(misses)),
-    }
+    rows = labelled_rows()
+    return scores(rows, get_redactor(PiiSettings()).analyze([r["text"] for r in rows]))
 
 
 def redaction_records(n: int, distinct: bool = False) -> list[dict]:
@@ -155,6 +150,7 @@ def profile_split(stats: pstats.Stats) -> dict[str, float]:
 def redact_timed(redactor, records: list[dict], profile: bool = False) -> tuple[float, list, dict]:
     counts: Counter[str] = Counter()
     profiler = cProfile.Profile() if profile else None
+    cpu = cpu_seconds()
     started = time.perf_counter()
     if profiler:
         profiler.enable()
@@ -162,14 +158,19 @@ def redact_timed(redactor, records: list[dict], profile: bool = False) -> tuple[
     if profiler:
         profiler.disable()
     seconds = time.perf_counter() - started
-    figures = {"seconds": round(seconds, 2), "redactions": dict(counts)}
+    figures = {"seconds": round(seconds, 2), "cpu_seconds": cpu_since(cpu)}
+    figures["redactions"] = dict(counts)
     if profiler:
         figures["profile_cumulative_s"] = profile_split(pstats.Stats(profiler))
     return seconds, redacted, figures
 
 
 def redaction_speed(
-    n: int = 10_000, baseline: str | None = None, distinct: bool = False, profile: bool = False
+    n: int = 10_000,
+    baseline: str | None = None,
+    distinct: bool = False,
+    profile: bool = False,
+    processes: int | None = None,
 ) -> dict:
     """Redact n conversations; with `baseline`, also with tasks/pii.py of that git ref, on the
     same records in this process, and compare the outputs."""
@@ -181,13 +182,14 @@ def redaction_speed(
     from tasks.pii import get_redactor, may_hold_name
 
     started = time.perf_counter()
-    redactor = get_redactor(PiiSettings())
+    redactor = get_redactor(PiiSettings(**({"processes": processes} if processes else {})))
     load_s = time.perf_counter() - started
     records = redaction_records(n, distinct)
     texts = [m["text"] for r in records for m in r["messages"]]
     seconds, redacted, figures = redact_timed(redactor, records, profile)
     result = {
         "conversations": n,
+        "processes": redactor.config.processes,
         "distinct_texts_workload": distinct,
         "texts": len(texts),
         "distinct_texts": len(set(texts)),
@@ -198,6 +200,19 @@ def redaction_speed(
         "quarantined": sum(1 for clean, _ in redacted if clean is None),
         "target_s": 60,
     }
+    if redactor.config.processes > 1:
+        # the same code in this process only, right after: what the worker processes bring
+        in_process = get_redactor(PiiSettings(processes=1))
+        one_seconds, one_redacted, one_figures = redact_timed(in_process, records)
+        result["in_process"] = {
+            "seconds": round(one_seconds, 2),
+            "cpu_seconds": one_figures["cpu_seconds"],
+            "processes": 1,
+            "speedup_of_processes": round(one_seconds / seconds, 2),
+            "records_redacted_differently": sum(
+                1 for a, b in zip(one_redacted, redacted, strict=True) if a != b
+            ),
+        }
     if baseline:
         old = module_at(baseline, "tasks/pii.py", "pii_baseline").get_redactor(PiiSettings())
         old_seconds, old_redacted, old_figures = redact_timed(old, records)
@@ -216,7 +231,12 @@ def redaction_speed(
     return result
 
 
-def suites_on(n: int = 1_000_000, baseline: str | None = None, distinct: bool = False) -> dict:
+def suites_on(
+    n: int = 1_000_000,
+    baseline: str | None = None,
+    distinct: bool = False,
+    processes: int | None = None,
+) -> dict:
     """Every suite on n records (20,000 conversations repeated; `distinct`: every text made
     unique, the worst case for checking each distinct text once); with `baseline`, also with
     tasks/quality.py and tasks/pii_check.py of that git ref, on the same records, and compare
@@ -239,32 +259,55 @@ def suites_on(n: int = 1_000_000, baseline: str | None = None, distinct: bool = 
                 {**m, "text": f"{m['text']} (ticket {i})"} for m in record["messages"]
             ]
     config = QualitySettings(max_duplicate_fraction=1.0)  # the 20,000 texts repeat on purpose
+    if processes:
+        config = config.model_copy(update={"processes": processes})
 
-    def timed(evaluate_batch) -> tuple[float, Any]:
+    def timed(evaluate_batch, settings: QualitySettings = config) -> tuple[float, Any, dict]:
+        cpu = cpu_seconds()
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as docs:
-            report = evaluate_batch(records, config, 0, None, Path(docs))
-        return time.perf_counter() - started, report
+            report = evaluate_batch(records, settings, 0, None, Path(docs))
+        return time.perf_counter() - started, report, cpu_since(cpu)
 
-    seconds, report = timed(evaluate)
+    seconds, report, cpu = timed(evaluate)
     result = {
         "records": n,
+        "processes": config.processes,
         "distinct_texts_workload": distinct,
         "seconds": round(seconds, 2),
+        "cpu_seconds": cpu,
         "import_gx_and_classifier_seconds": round(import_s, 2),
         "peak_rss_gb": round(peak_rss_gb(), 2),
         "verdict": report.verdict,
         "checks": len(report.checks),
         "target_s": 30,
         "target_peak_gb": 4,
+        # the worker processes' memory right after (loky keeps them a while): with
+        # peak_rss_gb, an upper bound of what the run held
+        "worker_rss_gb_after": workers_rss_gb(),
     }
+    if config.processes > 1:
+        # the same code in this process only, right after: what the worker processes bring
+        one_config = config.model_copy(update={"processes": 1})
+        one_seconds, one_report, one_cpu = timed(evaluate, one_config)
+        result["in_process"] = {
+            "seconds": round(one_seconds, 2),
+            "cpu_seconds": one_cpu,
+            "processes": 1,
+            "speedup_of_processes": round(one_seconds / seconds, 2),
+            "checks_differing": [
+                a.name
+                for a, b in zip(report.checks, one_report.checks, strict=True)
+                if (a.result, a.observed) != (b.result, b.observed)
+            ],
+        }
     if baseline:
         old = module_at(baseline, "tasks/quality.py", "quality_baseline")
         old.count_leaks = module_at(
             baseline, "tasks/pii_check.py", "pii_check_baseline"
         ).count_leaks
-        old_seconds, old_report = timed(old.evaluate)
-        seconds, report = timed(evaluate)  # again, right after the old one
+        old_seconds, old_report, _ = timed(old.evaluate)
+        seconds, report, _ = timed(evaluate)  # again, right after the old one
 
         def outcomes(checks) -> list[tuple]:
             return [(c.name, c.result, c.observed) for c in checks]
@@ -297,16 +340,25 @@ def main() -> None:
     )
     parser.add_argument("--distinct", action="store_true", help="no text repeats (worst case)")
     parser.add_argument("--profile", action="store_true", help="redaction: where time goes")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        help="worker processes (default: the config's); above 1, the "
+        "in-process time is taken too, right after, on the same data",
+    )
     args = parser.parse_args()
     options: dict = {"n": args.n} if args.n else {}
     if args.what == "redaction":
         options |= {"baseline": args.baseline, "distinct": args.distinct, "profile": args.profile}
+        options |= {"processes": args.processes}
     elif args.what == "suites":
         options |= {"baseline": args.baseline, "distinct": args.distinct}
+        options |= {"processes": args.processes}
     run = {"pii": pii_scores, "redaction": redaction_speed, "suites": suites_on}[args.what]
     figures = run(**options)
     key = args.what + ("_distinct" if args.distinct else "")
     key += "_vs_baseline" if args.baseline else ""
+    key += f"_processes{args.processes}" if args.what != "pii" and args.processes else ""
     save_figures(
         "data_gates",
         {

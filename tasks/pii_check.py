@@ -27,7 +27,7 @@ PHONE = (
 IBAN = r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b"
 SSN = r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-CARD_ISSUER = re.compile(r"(?:4|5[1-5]|2[2-7]|3[0478]|35|6)")
+CARD_ISSUER = re.compile(r"(?:4|5[1-5]|2[2-7]|3[04-9]|6)")
 
 
 def _digits(text: str) -> str:

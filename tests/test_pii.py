@@ -7,17 +7,15 @@ import csv
 import json
 from collections import Counter
 from itertools import islice
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from pii_scoring import LABELLED, labelled_rows, scores
 
 from tasks.config import PiiSettings
 from tasks.pii import get_redactor
-from tasks.pii_check import count_leaks
+from tasks.pii_check import _is_iban, count_leaks, luhn_valid
 from tasks.sample_data import bundled_csv
-
-LABELLED = Path(__file__).parent / "data" / "pii_labelled.jsonl"
 
 
 def spans(findings: list) -> set[tuple]:
@@ -182,3 +180,28 @@ def test_recognizer_gates_only_skip_texts_their_patterns_cannot_match(redactor):
             )
             found += len(ungated)
     assert found > len(labelled) / 2  # the comparison saw real findings
+
+
+def test_labelled_set_meets_the_recall_and_precision_targets(redactor):
+    """The issue's targets on the labelled set (bench/data_gates.py pii records the figures):
+    recall >= 99 % on the structured types, >= 90 % on names, precision >= 95 %."""
+    rows = labelled_rows()
+    figures = scores(rows, redactor.analyze([row["text"] for row in rows]))
+    assert figures["labelled_values"] >= 300
+    assert set(figures["recall_by_type"]) == {
+        "EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP_ADDRESS", "US_SSN", "PERSON"
+    }  # fmt: skip
+    assert figures["recall_structured"] >= 0.99, figures
+    assert figures["recall_names"] >= 0.90, figures
+    assert figures["precision"] >= 0.95, figures
+
+
+def test_labelled_cards_and_ibans_carry_valid_check_digits():
+    """A value with a wrong check digit would be no card or IBAN at all: the labelled set
+    measures recall on real-shaped ones only (tests/data/make_pii_labelled.py computes them)."""
+    values = [(e["type"], e["value"]) for row in labelled_rows() for e in row["entities"]]
+    cards = [v for kind, v in values if kind == "CREDIT_CARD"]
+    ibans = [v for kind, v in values if kind == "IBAN"]
+    assert len(cards) >= 40 and len(ibans) >= 40
+    assert all(luhn_valid("".join(c for c in card if c.isdigit())) for card in cards)
+    assert all(_is_iban(iban) for iban in ibans)
