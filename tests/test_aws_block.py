@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import httpx
 import pytest
 from prefect_aws import AwsCredentials
+from test_preflight_env import no_aws_credentials
 
 from tasks.preflight_env import BUCKET, CREDENTIALS, ENDPOINT, check_environment
 from tasks.s3 import get_json, put_json, s3_client
@@ -42,14 +42,6 @@ def worker_key(settings, s3_endpoint: str) -> Iterator[tuple[str, str]]:
         httpx.post(f"{s3_endpoint}/moto-api/reset-auth", content=previous)
 
 
-def no_aws_variables(monkeypatch, tmp_path: Path) -> None:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
 def with_block(settings, name: str | None):
     return settings.model_copy(
         update={"s3": settings.s3.model_copy(update={"credentials_block": name})}
@@ -62,7 +54,7 @@ def test_the_block_signs_s3_requests_when_the_worker_has_no_aws_variables(
     key_id, secret = worker_key
     name = f"retrain-s3-{uuid.uuid4().hex[:8]}"
     AwsCredentials(aws_access_key_id=key_id, aws_secret_access_key=secret).save(name)
-    no_aws_variables(monkeypatch, tmp_path)
+    no_aws_credentials(monkeypatch, tmp_path)
     blocked = with_block(settings, name)
 
     client = s3_client(blocked.s3)
