@@ -45,6 +45,7 @@ from pydantic import BaseModel
 from tasks.config import EvaluationSettings, PiiSettings
 from tasks.golden import normalise
 from tasks.pii import Redactor, get_redactor
+from tasks.toxicity import profane_probability
 
 IGNORE = -100  # label value that cross-entropy skips: prompt and padding positions
 OFFENSIVE_MIN_PROB = 0.8  # alt-profanity-check probability counted as offensive
@@ -240,7 +241,6 @@ def minilm_dir() -> Path:
 
 @lru_cache(maxsize=1)
 def judges() -> Judges:
-    from profanity_check import predict_prob
     from rouge_score import rouge_scorer
     from sentence_transformers import SentenceTransformer
 
@@ -248,7 +248,7 @@ def judges() -> Judges:
         rouge=rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True),
         embedder=SentenceTransformer(str(minilm_dir()), device="cpu", local_files_only=True),
         redactor=get_redactor(PiiSettings()),
-        profanity=predict_prob,
+        profanity=profane_probability,  # the toxicity suite's classifier, same numbers
     )
 
 
