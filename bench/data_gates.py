@@ -7,8 +7,9 @@
 Options: `--distinct` makes every text unique (the worst case: nothing is checked once for
 many); `--baseline GIT_REF` also runs that ref's code on the same data in the same process and
 compares the outputs (the ratio holds under a shared machine's load); `--profile` (redaction)
-splits the time between spaCy, Presidio and the record handling; `--processes N` sets the
-worker processes (above 1, the in-process time is taken too, right after, on the same data).
+splits the time between spaCy, Presidio and the record handling; `--processes N` (redaction)
+sets the worker processes (above 1, the in-process time is taken too, right after, on the same
+data).
 The machine's load average and the CPU seconds of this process and of its workers (which a busy
 machine inflates less than wall-clock time) are recorded with each figure.
 
@@ -235,12 +236,11 @@ def suites_on(
     n: int = 1_000_000,
     baseline: str | None = None,
     distinct: bool = False,
-    processes: int | None = None,
 ) -> dict:
     """Every suite on n records (20,000 conversations repeated; `distinct`: every text made
     unique, the worst case for checking each distinct text once); with `baseline`, also with
-    tasks/quality.py and tasks/pii_check.py of that git ref, on the same records, and compare
-    every check."""
+    tasks/quality.py, tasks/pii_check.py and tasks/toxicity.py of that git ref (and its
+    settings), on the same records, and compare every check."""
     import batches
 
     from tasks.config import QualitySettings
@@ -259,8 +259,6 @@ def suites_on(
                 {**m, "text": f"{m['text']} (ticket {i})"} for m in record["messages"]
             ]
     config = QualitySettings(max_duplicate_fraction=1.0)  # the 20,000 texts repeat on purpose
-    if processes:
-        config = config.model_copy(update={"processes": processes})
 
     def timed(evaluate_batch, settings: QualitySettings = config) -> tuple[float, Any, dict]:
         cpu = cpu_seconds()
@@ -272,7 +270,6 @@ def suites_on(
     seconds, report, cpu = timed(evaluate)
     result = {
         "records": n,
-        "processes": config.processes,
         "distinct_texts_workload": distinct,
         "seconds": round(seconds, 2),
         "cpu_seconds": cpu,
@@ -282,31 +279,20 @@ def suites_on(
         "checks": len(report.checks),
         "target_s": 30,
         "target_peak_gb": 4,
-        # the worker processes' memory right after (loky keeps them a while): with
-        # peak_rss_gb, an upper bound of what the run held
-        "worker_rss_gb_after": workers_rss_gb(),
     }
-    if config.processes > 1:
-        # the same code in this process only, right after: what the worker processes bring
-        one_config = config.model_copy(update={"processes": 1})
-        one_seconds, one_report, one_cpu = timed(evaluate, one_config)
-        result["in_process"] = {
-            "seconds": round(one_seconds, 2),
-            "cpu_seconds": one_cpu,
-            "processes": 1,
-            "speedup_of_processes": round(one_seconds / seconds, 2),
-            "checks_differing": [
-                a.name
-                for a, b in zip(report.checks, one_report.checks, strict=True)
-                if (a.result, a.observed) != (b.result, b.observed)
-            ],
-        }
     if baseline:
         old = module_at(baseline, "tasks/quality.py", "quality_baseline")
         old.count_leaks = module_at(
             baseline, "tasks/pii_check.py", "pii_check_baseline"
         ).count_leaks
-        old_seconds, old_report, _ = timed(old.evaluate)
+        old.profane_probability = module_at(
+            baseline, "tasks/toxicity.py", "toxicity_baseline"
+        ).profane_probability
+        # the ref's own settings class: older refs read fields this one no longer has
+        old_config = module_at(baseline, "tasks/config.py", "config_baseline").QualitySettings(
+            **config.model_dump(mode="json", exclude_unset=True)
+        )
+        old_seconds, old_report, _ = timed(old.evaluate, old_config)
         seconds, report, _ = timed(evaluate)  # again, right after the old one
 
         def outcomes(checks) -> list[tuple]:
@@ -353,12 +339,11 @@ def main() -> None:
         options |= {"processes": args.processes}
     elif args.what == "suites":
         options |= {"baseline": args.baseline, "distinct": args.distinct}
-        options |= {"processes": args.processes}
     run = {"pii": pii_scores, "redaction": redaction_speed, "suites": suites_on}[args.what]
     figures = run(**options)
     key = args.what + ("_distinct" if args.distinct else "")
     key += "_vs_baseline" if args.baseline else ""
-    key += f"_processes{args.processes}" if args.what != "pii" and args.processes else ""
+    key += f"_processes{args.processes}" if args.what == "redaction" and args.processes else ""
     save_figures(
         "data_gates",
         {

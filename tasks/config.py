@@ -103,20 +103,6 @@ class QualitySettings(BaseModel):
     offensive_probability: float = Field(
         0.5, gt=0, lt=1, description="alt-profanity-check probability that counts as offensive."
     )
-    processes: int = Field(
-        1,
-        ge=1,
-        description="Worker processes for the toxicity classifier on a large batch (its TF-IDF "
-        "transform is half the suites' time on distinct texts; 1 = in this process). 1 measured "
-        "fastest on the shared 2-core machine (2: 0.86-0.97x, side by side); try 2 on idle cores.",
-    )
-    min_texts_per_process: int = Field(
-        150_000,
-        ge=1,
-        description="Distinct texts each worker needs before the classifier runs in worker "
-        "processes: a worker takes ~2 s to start, ~250,000 texts' work (measured), so smaller "
-        "batches stay in this process.",
-    )
     max_intent_share: float = Field(0.5, gt=0, le=1, description="Largest share of one intent.")
     max_category_share: float = Field(0.6, gt=0, le=1, description="Largest share of a category.")
     min_reference_share: float = Field(

@@ -25,9 +25,8 @@ import json
 import math
 import numbers
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,15 +37,11 @@ from pydantic import BaseModel, Field
 
 from tasks.config import QualitySettings, S3Settings, Settings
 from tasks.pii_check import count_leaks
-from tasks.processes import map_in_processes
 from tasks.s3 import get_jsonl, list_objects, put_json, s3_client, upload_dir
 from tasks.toxicity import profane_probability
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[1] / "expectations"
 # PII must never be copied into reports: GX would otherwise list matching values.
-# Distinct texts per chunk sent to a classifier worker: a few seconds of work each, so the
-# workers finish together and sending texts is a small share of it.
-TOXICITY_CHUNK_TEXTS = 50_000
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
 MIN_RECORDS_CHECK = "quality.min_records"
 # Which frame each suite validates.
@@ -146,8 +141,6 @@ def conversation_frame(
     parsed = pd.to_datetime(frame.pop("timestamp"), errors="coerce", utc=True, format="ISO8601")
     frame["timestamp_epoch"] = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     frame["content_key"] = pd.util.hash_pandas_object(customer + "\0" + agent, index=False)
-    # the classifier now, after the joined texts above are freed (memory), before the rest: in
-    # worker processes (large batches) it runs while this process counts leaks
     offensive = _offensive({"agent": agent, "customer": customer}, config)
     frame["resolved"] = pd.to_numeric(frame["resolved"], errors="coerce").astype("float64")
     frame["csat"] = pd.to_numeric(frame["csat"], errors="coerce").astype("float64")
@@ -156,55 +149,22 @@ def conversation_frame(
     # checked once
     leaks = count_leaks(customer, allow_list) + count_leaks(agent, allow_list)
     frame = pd.concat([frame, leaks], axis=1)
-    for side, flags in offensive:
+    for side, flags in offensive.items():
         frame[f"{side}_offensive"] = flags
     return frame
 
 
-def _offensive(
-    sides: dict[str, pd.Series], config: QualitySettings
-) -> Iterator[tuple[str, pd.Series]]:
+def _offensive(sides: dict[str, pd.Series], config: QualitySettings) -> dict[str, pd.Series]:
     """Per side, 1.0 where the classifier flags the text. Each distinct text is classified
-    once: support replies repeat templates a lot. The TF-IDF transform (tokenising in Python)
-    is most of the suites' time on distinct texts, so a large batch is classified in
-    `quality.processes` worker processes, in chunks. Classification starts when this is
-    called; the flags come as the generator is read."""
-    factorized = {side: pd.factorize(texts) for side, texts in sides.items()}
-    # kept as pandas holds them (Arrow buffers for "str" columns): a list of a million Python
-    # strings per side is ~0.8 GB more at the peak (measured), so chunks become lists only as
-    # the workers take them
-    uniques = [distinct for _, distinct in factorized.values()]
-    total = sum(map(len, uniques))
-    if config.processes > 1 and total >= config.processes * config.min_texts_per_process:
-        size = TOXICITY_CHUNK_TEXTS
-        chunk_counts = [-(-len(side) // size) for side in uniques]
-        chunks = (
-            list(side[start : start + size])
-            for side in uniques
-            for start in range(0, len(side), size)
-        )
-        results = map_in_processes(profane_probability, chunks, config.processes)
-    else:
-        chunk_counts = [1] * len(uniques)
-        results = map(profane_probability, uniques)
-    return _flags_per_side(sides, factorized, chunk_counts, results, config.offensive_probability)
-
-
-def _flags_per_side(
-    sides: dict[str, pd.Series],
-    factorized: dict[str, tuple[np.ndarray, Any]],
-    chunk_counts: list[int],
-    results: Iterator[np.ndarray],
-    threshold: float,
-) -> Iterator[tuple[str, pd.Series]]:
-    """Each side's flags, from its chunks' probabilities (in side order) mapped back onto
-    its rows."""
-    for (side, texts), (codes, _), count in zip(
-        sides.items(), factorized.values(), chunk_counts, strict=True
-    ):
-        probability = np.concatenate([np.zeros(0), *islice(results, count)])
-        flags = (probability >= threshold).astype("float64")
-        yield side, pd.Series(flags[codes], index=texts.index)
+    once: support replies repeat templates a lot."""
+    flagged = {}
+    for side, texts in sides.items():
+        # the distinct texts stay in the Arrow buffers pandas holds them in: a list of a
+        # million Python strings per side is ~0.8 GB more at the peak (measured)
+        codes, distinct = pd.factorize(texts)
+        flags = profane_probability(distinct) >= config.offensive_probability
+        flagged[side] = pd.Series(flags[codes].astype("float64"), index=texts.index)
+    return flagged
 
 
 def share_of(values: pd.Series) -> pd.Series:

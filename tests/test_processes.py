@@ -1,4 +1,4 @@
-"""Large batches go to worker processes (`pii.processes`, `quality.processes`): the workers must
+"""Large batches go to worker processes (`pii.processes`): the workers must
 give what this process gives, also when the ingest task runs inside a Prefect flow with torch
 imported (as in a retrain run), and small batches must stay in this process."""
 
@@ -15,15 +15,14 @@ from prefect import flow
 import tasks.pii
 import tasks.processes
 import tasks.quality
-from tasks.config import PiiSettings, QualitySettings
+from tasks.config import PiiSettings
 from tasks.ingest import find_new_objects, ingest_objects
-from tasks.quality import conversation_frame
 from tasks.s3 import get_jsonl, s3_client
 
 
 @pytest.fixture
 def pool_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many chunks each call to the worker pool got, redaction and classifier alike."""
+    """How many chunks each call to the worker pool got."""
     calls: list[int] = []
     real = tasks.processes.map_in_processes
 
@@ -33,7 +32,6 @@ def pool_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         return real(function, chunks, processes)
 
     monkeypatch.setattr(tasks.pii, "map_in_processes", spy)
-    monkeypatch.setattr(tasks.quality, "map_in_processes", spy)
     return calls
 
 
@@ -80,16 +78,4 @@ def test_small_batches_stay_in_this_process(pool_calls):
         redactor.redact_texts(["mail me at ann@example.org"] * 3000)
         == ["mail me at <EMAIL>"] * 3000
     )
-    frame = conversation_frame(batches.clean_batch(200), QualitySettings(processes=2))
-    assert len(frame) == 200
     assert pool_calls == []
-
-
-def test_toxicity_flags_from_worker_processes_match_in_process(pool_calls):
-    batch = batches.with_offensive_agents(batches.clean_batch(400), 0.05)
-    in_workers = QualitySettings(processes=2, min_texts_per_process=100)
-    flags = conversation_frame(batch, in_workers)[["agent_offensive", "customer_offensive"]]
-    assert pool_calls  # went to the workers
-    in_process = conversation_frame(batch, QualitySettings(processes=1))
-    assert flags.equals(in_process[["agent_offensive", "customer_offensive"]])
-    assert flags["agent_offensive"].sum() >= 0.04 * len(batch)  # the planted insults were seen
