@@ -38,6 +38,11 @@ def redactor():
         ("login from 192.168.10.4 failed", "login from <IP_ADDRESS> failed"),
         ("iban DE89 3704 0044 0532 0130 00 thanks", "iban <IBAN> thanks"),
         ("Hi, this is Margaret Thompson again", "Hi, this is <PERSON> again"),
+        ("Tel. +49 30 901820", "Tel. <PHONE>"),  # "Tel" was taken for a person
+        (
+            "I spoke to Anna Schmidt. 3 days later nothing",
+            "I spoke to <PERSON>. 3 days later nothing",
+        ),
     ],
 )
 def test_personal_data_is_replaced_by_typed_placeholders(redactor, text: str, expected: str):

@@ -20,7 +20,7 @@ ODD_TEXTS = [
     "dumb-ass\tidiot\nmoron",
     "ß STRASSE Ärger über 42 Pakete",
     "stupid2 x_y 1st 2nd",
-    "ＦＵＣＫ (full-width)",
+    "\uff26\uff35\uff23\uff2b (full-width letters)",
     "you are an idiot 😡😡",
     "a",
 ]
