@@ -37,7 +37,12 @@ from tasks.trainer_report import (
     progress_callback,
     run_logger,
 )
-from tasks.window import TrainingWindow, load_window_examples, single_version_window
+from tasks.window import (
+    TrainingWindow,
+    in_content_order,
+    load_window_examples,
+    single_version_window,
+)
 
 # PEFT 0.21 reads transformers' deprecated `is_gradient_checkpointing` when it wraps a model; no
 # argument avoids it, so exactly that warning is silenced where PEFT wraps, and nothing else.
@@ -437,6 +442,7 @@ def train_local(
             f"dataset {dataset.version} has no training examples; lower `quality.min_records` "
             "only if that is really intended, or wait for more logs"
         )
+    train_rows = in_content_order(train_rows)
     eval_rows = eval_rows[: training.max_eval_examples]
     processes = launched_processes()
     steps = plan_steps(training, len(train_rows), processes)
