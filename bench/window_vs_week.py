@@ -12,10 +12,11 @@ loss, token-weighted), against a local moto S3 server:
     .venv/bin/python bench/window_vs_week.py                     # 40 a day, 60 on day 7
     .venv/bin/python bench/window_vs_week.py --per-day 20 --seeds 3
 
-Each kind runs with `--seeds` training seeds (the shuffle differs between the window's order and
-the week's, so one pair alone compares shuffles). Target: the window's mean golden loss is at most
-the whole week's, within the spread between seeds. Writes the
-`window_vs_week` entry of bench/results.json.
+Each kind runs with `--seeds` training seeds. The trainer takes the window's examples in content
+order (tasks/window.py:in_content_order), so with one seed the window and the whole week, the
+same 180 examples, should train the same adapter: the bench records whether the two golden
+losses are equal seed by seed. Target: the window's mean golden loss is at most the whole
+week's. Writes the `window_vs_week` entry of bench/results.json.
 """
 
 from __future__ import annotations
@@ -126,6 +127,10 @@ def main() -> None:
     window = figures["window"]["golden_loss_mean"]
     whole = figures["whole_week"]["golden_loss_mean"]
     figures["window_minus_whole_week"] = round(window - whole, 4)
+    figures["same_loss_every_seed"] = all(
+        a["golden_loss"] == b["golden_loss"]
+        for a, b in zip(figures["window"]["runs"], figures["whole_week"]["runs"], strict=True)
+    )
     figures["load_average"] = os.getloadavg()
     print({k: v for k, v in figures.items() if not isinstance(v, dict)})
     print({name: figures[name]["golden_loss_mean"] for name in runs})

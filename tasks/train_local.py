@@ -37,7 +37,12 @@ from tasks.trainer_report import (
     progress_callback,
     run_logger,
 )
-from tasks.window import TrainingWindow, load_window_examples, single_version_window
+from tasks.window import (
+    TrainingWindow,
+    in_content_order,
+    load_window_examples,
+    single_version_window,
+)
 
 # PEFT 0.21 reads transformers' deprecated `is_gradient_checkpointing` when it wraps a model; no
 # argument avoids it, so exactly that warning is silenced where PEFT wraps, and nothing else.
@@ -265,10 +270,19 @@ def completion_loss_trainer_class():
     import torch.nn.functional as F
     from trl import SFTTrainer
 
+    from tasks.length_batches import LengthGroupedBatches
     from tasks.scoring import answer_positions
 
     class CompletionLossTrainer(SFTTrainer):
         tokens_seen = 0  # non-padding tokens of the training batches
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(train_dataset)
+            lengths = [len(ids) for ids in dataset["input_ids"]]
+            per_step = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGroupedBatches(lengths, per_step)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             predicts_answer, targets = answer_positions(inputs["labels"])
@@ -437,6 +451,7 @@ def train_local(
             f"dataset {dataset.version} has no training examples; lower `quality.min_records` "
             "only if that is really intended, or wait for more logs"
         )
+    train_rows = in_content_order(train_rows)
     eval_rows = eval_rows[: training.max_eval_examples]
     processes = launched_processes()
     steps = plan_steps(training, len(train_rows), processes)

@@ -10,6 +10,7 @@ producing a model that knows less than yesterday's.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,6 +60,13 @@ def single_version_window(dataset: DatasetRef) -> TrainingWindow:
 
 def content_key(example: dict[str, Any]) -> str:
     return normalise(" ".join(m["content"] for m in example["messages"]))
+
+
+def in_content_order(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The examples sorted by a hash of their content. The trainer's seeded shuffle then depends
+    only on which examples the window holds, not on the order its versions were read in: the
+    same examples train the same model whether they came as one version or as seven."""
+    return sorted(examples, key=lambda e: hashlib.sha256(content_key(e).encode()).digest())
 
 
 def leaks_golden(example: dict[str, Any], golden: FrozenGolden | None) -> bool:

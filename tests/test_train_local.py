@@ -101,6 +101,22 @@ def test_completion_loss_equals_trls_loss(tiny_model_dir, tmp_path):
     assert torch.allclose(ours, trls, rtol=1e-5), (ours, trls)
 
 
+def test_padded_batches_group_a_small_window_by_length(tiny_model_dir, tmp_path):
+    """16 examples in batches of 4: transformers' sampler would sort each batch alone."""
+    training = TrainingSettings(batch_size=4, max_length=64)
+    plan = plan_hardware(training, cuda=False, bf16_supported=False, flash_attention=False)
+    model, tokenizer = load_base(tiny_model_dir, plan)
+    model, peft_config = prepare_model(model, training, None)
+    trainer = build_trainer(
+        training, plan, model, tokenizer, examples("x", 16), [], tmp_path, 4, peft_config
+    )
+    torch.manual_seed(0)
+    longest = [int(b["attention_mask"].sum(1).max()) for b in trainer.get_train_dataloader()]
+    lengths = sorted((len(ids) for ids in trainer.train_dataset["input_ids"]), reverse=True)
+    assert len(set(lengths)) > 4
+    assert sorted(longest, reverse=True) == lengths[::4]
+
+
 def _with_training(settings, **update):
     training = settings.training.model_copy(update=update)
     return settings.model_copy(update={"training": TrainingSettings(**training.model_dump())})

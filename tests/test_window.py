@@ -210,3 +210,39 @@ def test_a_tiny_new_batch_trains_on_the_whole_window(settings, tiny_model_dir):
     assert "base_model: " in card and "| ds-day6 |" in card
     adapter = load_file(Path(result.adapter_dir) / "adapter_model.safetensors")
     assert all(w.abs().sum() > 0 for k, w in adapter.items() if "lora_B" in k)  # trained
+
+
+def test_the_same_examples_train_the_same_adapter_as_one_version_or_seven(settings, tiny_model_dir):
+    """A window is only a way to gather examples: the model must not depend on how they were
+    split into versions or in which order the versions were read."""
+    training = settings.training.model_copy(
+        update={"base_model": str(tiny_model_dir), "max_steps": 3, "epochs": None}
+    )
+    settings = settings.model_copy(update={"training": training})
+    week, validation = examples("week", 21), examples("val", 2)
+    days = [
+        ref(
+            settings,
+            f"day-{d}",
+            put_version(
+                settings, f"day-{d}", timedelta(days=7 - d), week[d * 3 : d * 3 + 3], validation
+            ),
+            "",
+        )
+        for d in range(7)
+    ]
+    whole_prefix = put_version(settings, "whole", timedelta(days=8), week[::-1], validation)
+    whole = ref(settings, "whole", whole_prefix, "")
+    window = build_window.fn(settings, days[-1])
+    assert len(window.versions) == 7
+
+    adapters = [
+        load_file(Path(result.adapter_dir) / "adapter_model.safetensors")
+        for result in (
+            train_local.fn(settings, days[-1], "pytest-window-seven", window),
+            train_local.fn(settings, whole, "pytest-window-one", None),
+        )
+    ]
+    assert adapters[0].keys() == adapters[1].keys()
+    assert all((adapters[0][k] == adapters[1][k]).all() for k in adapters[0])
+    assert any(w.abs().sum() > 0 for k, w in adapters[0].items() if "lora_B" in k)
