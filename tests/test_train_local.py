@@ -82,17 +82,22 @@ def test_examples_seen_counts_the_short_last_batch_of_each_epoch():
     assert count_examples_seen(steps=1, batch_size=8, examples=20) == 8
 
 
+def _cpu_lora_trainer(model_dir, output_dir, train_rows: list[dict], steps: int):
+    """Our trainer as train_local builds it on CPU: batches of 4, max_length 64, fresh LoRA."""
+    training = TrainingSettings(batch_size=4, max_length=64)
+    plan = plan_hardware(training, cuda=False, bf16_supported=False, flash_attention=False)
+    model, tokenizer = load_base(model_dir, plan)
+    model, peft_config = prepare_model(model, training, None)
+    return build_trainer(
+        training, plan, model, tokenizer, train_rows, [], output_dir, steps, peft_config
+    )
+
+
 def test_completion_loss_equals_trls_loss(tiny_model_dir, tmp_path):
     """Scoring only assistant positions changes the cost, not the loss."""
     from trl import SFTTrainer
 
-    training = TrainingSettings(batch_size=4, max_length=64)
-    plan = plan_hardware(training, cuda=False, bf16_supported=False, flash_attention=False)
-    model, tokenizer = load_base(tiny_model_dir, plan)
-    model, peft_config = prepare_model(model, training, None)
-    trainer = build_trainer(
-        training, plan, model, tokenizer, examples("x", 8), [], tmp_path, 1, peft_config
-    )
+    trainer = _cpu_lora_trainer(tiny_model_dir, tmp_path, examples("x", 8), steps=1)
     batch = next(iter(trainer.get_train_dataloader()))
     assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()
     with torch.no_grad():
@@ -103,13 +108,7 @@ def test_completion_loss_equals_trls_loss(tiny_model_dir, tmp_path):
 
 def test_padded_batches_group_a_small_window_by_length(tiny_model_dir, tmp_path):
     """16 examples in batches of 4: transformers' sampler would sort each batch alone."""
-    training = TrainingSettings(batch_size=4, max_length=64)
-    plan = plan_hardware(training, cuda=False, bf16_supported=False, flash_attention=False)
-    model, tokenizer = load_base(tiny_model_dir, plan)
-    model, peft_config = prepare_model(model, training, None)
-    trainer = build_trainer(
-        training, plan, model, tokenizer, examples("x", 16), [], tmp_path, 4, peft_config
-    )
+    trainer = _cpu_lora_trainer(tiny_model_dir, tmp_path, examples("x", 16), steps=4)
     torch.manual_seed(0)
     longest = [int(b["attention_mask"].sum(1).max()) for b in trainer.get_train_dataloader()]
     lengths = sorted((len(ids) for ids in trainer.train_dataset["input_ids"]), reverse=True)
