@@ -1,5 +1,6 @@
-"""Both cores for CPU-bound steps that split into independent chunks: redaction (spaCy's NER
-and Presidio, tasks/pii.py) and the toxicity classifier (tasks/quality.py).
+"""Both cores for a CPU-bound step that splits into independent chunks and holds the GIL:
+redaction (spaCy's NER and Presidio, tasks/pii.py). The toxicity classifier needs no processes:
+its Arrow kernels release the GIL, so it uses threads (tasks/toxicity.py).
 
 joblib's loky backend (joblib comes with scikit-learn) starts its workers by fork + exec, never
 by a bare fork: the caller runs inside a Prefect flow (its event-loop and logging threads are
