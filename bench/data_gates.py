@@ -65,13 +65,6 @@ def cpu_since(before: dict[str, float]) -> dict[str, float]:
     return {key: round(value - before[key], 2) for key, value in cpu_seconds().items()}
 
 
-def workers_rss_gb() -> float:
-    import psutil
-
-    children = psutil.Process().children(recursive=True)
-    return round(sum(child.memory_info().rss for child in children) / 1024**3, 2)
-
-
 def pii_scores() -> dict:
     """Recall per type and precision on the labelled set (tests/pii_scoring.py)."""
     from pii_scoring import labelled_rows, scores
@@ -102,6 +95,12 @@ def redaction_records(n: int, distinct: bool = False) -> list[dict]:
             for message in record["messages"]:
                 message["text"] += f" (ticket {i})"
     return records
+
+
+def exists_at(ref: str, path: str) -> bool:
+    return (
+        subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{ref}:{path}"]).returncode == 0
+    )
 
 
 def module_at(ref: str, path: str, name: str) -> types.ModuleType:
@@ -232,11 +231,7 @@ def redaction_speed(
     return result
 
 
-def suites_on(
-    n: int = 1_000_000,
-    baseline: str | None = None,
-    distinct: bool = False,
-) -> dict:
+def suites_on(n: int = 1_000_000, baseline: str | None = None, distinct: bool = False) -> dict:
     """Every suite on n records (20,000 conversations repeated; `distinct`: every text made
     unique, the worst case for checking each distinct text once); with `baseline`, also with
     tasks/quality.py, tasks/pii_check.py and tasks/toxicity.py of that git ref (and its
@@ -285,9 +280,10 @@ def suites_on(
         old.count_leaks = module_at(
             baseline, "tasks/pii_check.py", "pii_check_baseline"
         ).count_leaks
-        old.profane_probability = module_at(
-            baseline, "tasks/toxicity.py", "toxicity_baseline"
-        ).profane_probability
+        if exists_at(baseline, "tasks/toxicity.py"):  # older refs classify inside quality.py
+            old.profane_probability = module_at(
+                baseline, "tasks/toxicity.py", "toxicity_baseline"
+            ).profane_probability
         # the ref's own settings class: older refs read fields this one no longer has
         old_config = module_at(baseline, "tasks/config.py", "config_baseline").QualitySettings(
             **config.model_dump(mode="json", exclude_unset=True)
@@ -329,7 +325,7 @@ def main() -> None:
     parser.add_argument(
         "--processes",
         type=int,
-        help="worker processes (default: the config's); above 1, the "
+        help="redaction: worker processes (default: the config's); above 1, the "
         "in-process time is taken too, right after, on the same data",
     )
     args = parser.parse_args()

@@ -141,7 +141,6 @@ def conversation_frame(
     parsed = pd.to_datetime(frame.pop("timestamp"), errors="coerce", utc=True, format="ISO8601")
     frame["timestamp_epoch"] = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     frame["content_key"] = pd.util.hash_pandas_object(customer + "\0" + agent, index=False)
-    offensive = _offensive({"agent": agent, "customer": customer}, config)
     frame["resolved"] = pd.to_numeric(frame["resolved"], errors="coerce").astype("float64")
     frame["csat"] = pd.to_numeric(frame["csat"], errors="coerce").astype("float64")
     allow_list = list(allow_list)
@@ -149,7 +148,7 @@ def conversation_frame(
     # checked once
     leaks = count_leaks(customer, allow_list) + count_leaks(agent, allow_list)
     frame = pd.concat([frame, leaks], axis=1)
-    for side, flags in offensive.items():
+    for side, flags in _offensive({"agent": agent, "customer": customer}, config).items():
         frame[f"{side}_offensive"] = flags
     return frame
 

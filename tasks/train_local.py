@@ -277,9 +277,9 @@ def completion_loss_trainer_class():
         tokens_seen = 0  # non-padding tokens of the training batches
 
         def _get_train_sampler(self, train_dataset=None):
-            dataset = train_dataset if train_dataset is not None else self.train_dataset
             if self.args.train_sampling_strategy != "group_by_length":
                 return super()._get_train_sampler(train_dataset)
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
             lengths = [len(ids) for ids in dataset["input_ids"]]
             per_step = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return LengthGroupedBatches(lengths, per_step)

@@ -14,7 +14,6 @@ from prefect import flow
 
 import tasks.pii
 import tasks.processes
-import tasks.quality
 from tasks.config import PiiSettings
 from tasks.ingest import find_new_objects, ingest_objects
 from tasks.s3 import get_jsonl, s3_client
