@@ -231,9 +231,12 @@ def redaction_speed(
     return result
 
 
-def suites_on(n: int = 1_000_000, baseline: str | None = None, distinct: bool = False) -> dict:
+def suites_on(
+    n: int = 1_000_000, baseline: str | None = None, distinct: bool = False, turns: int = 1
+) -> dict:
     """Every suite on n records (20,000 conversations repeated; `distinct`: every text made
-    unique, the worst case for checking each distinct text once); with `baseline`, also with
+    unique, the worst case for checking each distinct text once; `turns`: exchanges per
+    conversation, each message classified on its own); with `baseline`, also with
     tasks/quality.py, tasks/pii_check.py and tasks/toxicity.py of that git ref (and its
     settings), on the same records, and compare every check."""
     import batches
@@ -248,10 +251,12 @@ def suites_on(n: int = 1_000_000, baseline: str | None = None, distinct: bool = 
     import_s = time.perf_counter() - started
     records = batches.clean_batch(20_000)
     records = [dict(records[i % 20_000], conversation_id=f"c-{i}") for i in range(n)]
-    if distinct:
+    if distinct or turns > 1:
         for i, record in enumerate(records):
             record["messages"] = [
-                {**m, "text": f"{m['text']} (ticket {i})"} for m in record["messages"]
+                {**m, "text": f"{m['text']} (ticket {i}, turn {turn})" if distinct else m["text"]}
+                for turn in range(turns)
+                for m in record["messages"]
             ]
     config = QualitySettings(max_duplicate_fraction=1.0)  # the 20,000 texts repeat on purpose
 
@@ -266,6 +271,7 @@ def suites_on(n: int = 1_000_000, baseline: str | None = None, distinct: bool = 
     result = {
         "records": n,
         "distinct_texts_workload": distinct,
+        "turns": turns,
         "seconds": round(seconds, 2),
         "cpu_seconds": cpu,
         "import_gx_and_classifier_seconds": round(import_s, 2),
@@ -322,6 +328,7 @@ def main() -> None:
     )
     parser.add_argument("--distinct", action="store_true", help="no text repeats (worst case)")
     parser.add_argument("--profile", action="store_true", help="redaction: where time goes")
+    parser.add_argument("--turns", type=int, default=1, help="suites: exchanges per conversation")
     parser.add_argument(
         "--processes",
         type=int,
@@ -334,10 +341,11 @@ def main() -> None:
         options |= {"baseline": args.baseline, "distinct": args.distinct, "profile": args.profile}
         options |= {"processes": args.processes}
     elif args.what == "suites":
-        options |= {"baseline": args.baseline, "distinct": args.distinct}
+        options |= {"baseline": args.baseline, "distinct": args.distinct, "turns": args.turns}
     run = {"pii": pii_scores, "redaction": redaction_speed, "suites": suites_on}[args.what]
     figures = run(**options)
     key = args.what + ("_distinct" if args.distinct else "")
+    key += f"_turns{args.turns}" if args.what == "suites" and args.turns > 1 else ""
     key += "_vs_baseline" if args.baseline else ""
     key += f"_processes{args.processes}" if args.what == "redaction" and args.processes else ""
     save_figures(

@@ -95,7 +95,10 @@ class QualitySettings(BaseModel):
     max_agent_chars: int = Field(8000, ge=1, description="Longest agent side accepted.")
     max_clock_skew_s: int = Field(3600, ge=0, description="Tolerated timestamps in the future.")
     max_offensive_agent_share: float = Field(
-        0.01, ge=0, le=1, description="Share of agent replies the classifier flags that blocks."
+        0.01,
+        ge=0,
+        le=1,
+        description="Share of conversations with an agent reply flagged offensive that blocks.",
     )
     max_offensive_customer_share: float = Field(
         0.3, ge=0, le=1, description="Customer profanity is expected: above this only warns."

@@ -6,7 +6,8 @@ expectation says in its `meta` whether a failure blocks training (`block`) or is
 expectations are SQL-only, so the suites run on computed columns built here with pandas:
 
 - `conversation_frame`: one row per conversation (lengths, parsed timestamps, duplicate keys,
-  leak counts from an independent PII detector, offensive flags from alt-profanity-check);
+  leak counts from an independent PII detector, offensive flags from alt-profanity-check on
+  each message);
 - `mix_frame`: one row per intent / category with its share and its reference share;
 - `segment_frame`: one row per customer segment compared with the rest.
 
@@ -21,10 +22,12 @@ show a record.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import numbers
 import tempfile
+from array import array
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,16 +102,41 @@ class QualityReport(BaseModel):
 # ---------------------------------------------------------------- computed columns
 
 
-def _sides(messages: Iterable[dict[str, Any]]) -> tuple[str, str]:
-    """The customer's and the agent's texts of one conversation, each joined by newlines."""
-    customer, agent = [], []
-    for message in messages:
-        role = message.get("role")
-        if role == "customer":
-            customer.append(message.get("text", ""))
-        elif role == "agent":
-            agent.append(message.get("text", ""))
-    return "\n".join(customer), "\n".join(agent)
+ROLES = ("customer", "agent")
+
+
+@dataclasses.dataclass
+class SideTexts:
+    """One side's texts: joined per conversation, and on their own where a conversation has
+    several messages on this side (toxicity: one insult among long, polite replies is diluted
+    below the threshold when they are classified as one text)."""
+
+    joined: pd.Series  # one text per conversation, its messages joined by newlines
+    split: list[str]  # each message of the conversations with several on this side
+    split_rows: array  # each of those messages' frame row, as int64 (Python ints are 36 B)
+
+
+def _side_texts(records: list[dict[str, Any]]) -> dict[str, SideTexts]:
+    """Per role, its texts in every conversation, joined by newlines and one by one."""
+    joined: dict[str, list[str]] = {role: [] for role in ROLES}
+    split: dict[str, list[str]] = {role: [] for role in ROLES}
+    split_rows = {role: array("q") for role in ROLES}
+    for row, record in enumerate(records):
+        said: dict[str, list[str]] = {role: [] for role in ROLES}
+        for message in record.get("messages", ()):
+            texts = said.get(message.get("role"))
+            if texts is not None:
+                texts.append(message.get("text", ""))
+        for role, texts in said.items():
+            joined[role].append("\n".join(texts))
+            if len(texts) > 1:
+                split[role] += texts
+                split_rows[role].extend([row] * len(texts))
+    # the joined Python strings are dropped once in Arrow: ~1 GB on a million 3-turn records
+    return {
+        role: SideTexts(pd.Series(joined.pop(role), dtype="str"), split[role], split_rows[role])
+        for role in ROLES
+    }
 
 
 FRAME_FIELDS = ("conversation_id", "timestamp", "channel", "language", "intent", "category")
@@ -129,13 +157,10 @@ def conversation_frame(
         name: pd.Series([r.get(name) for r in records], dtype="object") for name in FRAME_FIELDS
     }
     columns["segments"] = pd.Series([r.get("segments") or [] for r in records], dtype="object")
-    sides = [_sides(r.get("messages", ())) for r in records]
-    columns["customer_text"] = pd.Series([customer for customer, _ in sides], dtype="str")
-    columns["agent_text"] = pd.Series([agent for _, agent in sides], dtype="str")
-    del sides
+    sides = _side_texts(records)
     frame = pd.DataFrame(columns)
     del columns
-    customer, agent = frame.pop("customer_text"), frame.pop("agent_text")
+    customer, agent = sides["customer"].joined, sides["agent"].joined
     frame["customer_chars"] = customer.str.len().astype("int64")
     frame["agent_chars"] = agent.str.len().astype("int64")
     parsed = pd.to_datetime(frame.pop("timestamp"), errors="coerce", utc=True, format="ISO8601")
@@ -148,22 +173,24 @@ def conversation_frame(
     # checked once
     leaks = count_leaks(customer, allow_list) + count_leaks(agent, allow_list)
     frame = pd.concat([frame, leaks], axis=1)
-    for side, flags in _offensive({"agent": agent, "customer": customer}, config).items():
-        frame[f"{side}_offensive"] = flags
+    for role, side_texts in sides.items():
+        frame[f"{role}_offensive"] = _offensive(side_texts, config)
     return frame
 
 
-def _offensive(sides: dict[str, pd.Series], config: QualitySettings) -> dict[str, pd.Series]:
-    """Per side, 1.0 where the classifier flags the text. Each distinct text is classified
-    once: support replies repeat templates a lot."""
-    flagged = {}
-    for side, texts in sides.items():
-        # the distinct texts stay in the Arrow buffers pandas holds them in: a list of a
-        # million Python strings per side is ~0.8 GB more at the peak (measured)
-        codes, distinct = pd.factorize(texts)
-        flags = profane_probability(distinct) >= config.offensive_probability
-        flagged[side] = pd.Series(flags[codes].astype("float64"), index=texts.index)
-    return flagged
+def _offensive(side: SideTexts, config: QualitySettings) -> np.ndarray:
+    """1.0 for each conversation where the classifier flags one of this side's messages. Each
+    distinct text is classified once: support replies repeat templates a lot."""
+    split_rows = np.asarray(side.split_rows)
+    whole = np.ones(len(side.joined), dtype=bool)  # at most one message: the joined text is it
+    whole[split_rows] = False
+    # the texts stay in the Arrow buffers pandas holds them in: a list of a million Python
+    # strings per side is ~0.8 GB more at the peak (measured)
+    texts = pd.concat([side.joined[whole], pd.Series(side.split, dtype="str")], ignore_index=True)
+    rows = np.concatenate([np.flatnonzero(whole), split_rows])
+    codes, distinct = pd.factorize(texts)
+    flagged = (profane_probability(distinct) >= config.offensive_probability)[codes]
+    return (np.bincount(rows[flagged], minlength=len(side.joined)) > 0).astype("float64")
 
 
 def share_of(values: pd.Series) -> pd.Series:

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import batches
 import pytest
+from synthetic_logs import make_logs
 
 from flows.quality_report import bias_markdown
 from tasks.config import QualitySettings
 from tasks.quality import conversation_frame, evaluate, reference_mix, validate_batch
 from tasks.s3 import get_json, list_objects, put_jsonl, s3_client
+from tasks.toxicity import profane_probability
 
 
 def gate(rows: list[dict], tmp_path: Path, quarantined: int = 0, reference=None, **config):
@@ -30,6 +32,27 @@ def test_frame_has_one_row_per_conversation_with_computed_columns():
     assert frame["agent_chars"].tolist() == [len(r["messages"][-1]["text"]) for r in rows]
     assert frame["agent_offensive"].tolist() == [0.0, 1.0, 0.0]
     assert "customer_text" not in frame.columns  # texts are dropped once measured
+
+
+def test_one_insult_among_long_formal_replies_flags_its_conversation():
+    """Logs unlike Bitext: several long, formal agent replies per conversation. Joined into one
+    text, an insult scores below the threshold; classified message by message it is caught."""
+    rows = make_logs(200, seed=23, formal_replies=True, longer_messages=True)
+    threads = [
+        i for i, r in enumerate(rows) if sum(m["role"] == "agent" for m in r["messages"]) > 1
+    ]
+    for n, i in enumerate(threads):
+        rows[i]["messages"][-1]["text"] = batches.INSULTS[n % len(batches.INSULTS)]
+    joined = [
+        "\n".join(m["text"] for m in rows[i]["messages"] if m["role"] == "agent") for i in threads
+    ]
+    threshold = QualitySettings().offensive_probability
+    assert (profane_probability(joined) < threshold).any()  # the dilution this guards against
+
+    frame = conversation_frame(rows)
+
+    assert frame["agent_offensive"].to_numpy().nonzero()[0].tolist() == threads
+    assert frame["customer_offensive"].sum() == 0
 
 
 def test_clean_batch_with_unseen_channel_values_passes_with_a_warning(tmp_path):
