@@ -254,7 +254,7 @@ def suites_on(
     if distinct or turns > 1:
         for i, record in enumerate(records):
             record["messages"] = [
-                {**m, "text": f"{m['text']} (ticket {i}, turn {turn})" if distinct else m["text"]}
+                {**m, "text": f"{m['text']} (ticket {i}, turn {turn})"} if distinct else m
                 for turn in range(turns)
                 for m in record["messages"]
             ]
