@@ -70,7 +70,7 @@ def pii_scores() -> dict:
     from pii_scoring import labelled_rows, scores
 
     from tasks.config import PiiSettings
-    from tasks.pii import get_redactor
+    from tasks.ingest.pii import get_redactor
 
     rows = labelled_rows()
     return scores(rows, get_redactor(PiiSettings()).analyze([r["text"] for r in rows]))
@@ -127,9 +127,9 @@ PROFILE_PARTS = [
     ("spacy_tokenize_only", "spacy/language.py", "make_doc"),
     ("presidio_nlp_artifacts", "nlp_engine/spacy_nlp_engine.py", "_doc_to_nlp_artifact"),
     ("presidio_recognizers", "presidio_analyzer/analyzer_engine.py", "analyze"),
-    ("template_allowlist_filters", "tasks/pii.py", "_keep"),
+    ("template_allowlist_filters", "tasks/ingest/pii.py", "_keep"),
     ("anonymizer", "presidio_anonymizer/anonymizer_engine.py", "anonymize"),
-    ("record_copy", "tasks/pii.py", "_fill"),
+    ("record_copy", "tasks/ingest/pii.py", "_fill"),
 ]
 
 
@@ -172,14 +172,15 @@ def redaction_speed(
     profile: bool = False,
     processes: int | None = None,
 ) -> dict:
-    """Redact n conversations; with `baseline`, also with tasks/pii.py of that git ref, on the
+    """Redact n conversations; with `baseline`, also with tasks/ingest/pii.py of that git ref, on
+    the
     same records in this process, and compare the outputs."""
     started = time.perf_counter()
     import presidio_analyzer  # noqa: F401  (imports transformers: a cost paid once per process)
 
     import_s = time.perf_counter() - started
     from tasks.config import PiiSettings
-    from tasks.pii import get_redactor, may_hold_name
+    from tasks.ingest.pii import get_redactor, may_hold_name
 
     started = time.perf_counter()
     redactor = get_redactor(PiiSettings(**({"processes": processes} if processes else {})))
@@ -214,7 +215,7 @@ def redaction_speed(
             ),
         }
     if baseline:
-        old = module_at(baseline, "tasks/pii.py", "pii_baseline").get_redactor(PiiSettings())
+        old = module_at(baseline, "tasks/ingest/pii.py", "pii_baseline").get_redactor(PiiSettings())
         old_seconds, old_redacted, old_figures = redact_timed(old, records)
         seconds, redacted, _ = redact_timed(redactor, records)  # again, right after the old one
         result["baseline"] = {
@@ -237,12 +238,13 @@ def suites_on(
     """Every suite on n records (20,000 conversations repeated; `distinct`: every text made
     unique, the worst case for checking each distinct text once; `turns`: exchanges per
     conversation, each message classified on its own); with `baseline`, also with
-    tasks/quality.py, tasks/pii_check.py and tasks/toxicity.py of that git ref (and its
+    tasks/gates/suites.py, tasks/gates/pii_check.py and tasks/gates/toxicity.py of that git ref
+    (and its
     settings), on the same records, and compare every check."""
     import batches
 
     from tasks.config import QualitySettings
-    from tasks.quality import evaluate
+    from tasks.gates.suites import evaluate
 
     started = time.perf_counter()
     import great_expectations  # noqa: F401  (imports paid once per process, timed apart)
@@ -282,13 +284,13 @@ def suites_on(
         "target_peak_gb": 4,
     }
     if baseline:
-        old = module_at(baseline, "tasks/quality.py", "quality_baseline")
+        old = module_at(baseline, "tasks/gates/suites.py", "quality_baseline")
         old.count_leaks = module_at(
-            baseline, "tasks/pii_check.py", "pii_check_baseline"
+            baseline, "tasks/gates/pii_check.py", "pii_check_baseline"
         ).count_leaks
-        if exists_at(baseline, "tasks/toxicity.py"):  # older refs classify inside quality.py
+        if exists_at(baseline, "tasks/gates/toxicity.py"):  # older refs classify inside quality.py
             old.profane_probability = module_at(
-                baseline, "tasks/toxicity.py", "toxicity_baseline"
+                baseline, "tasks/gates/toxicity.py", "toxicity_baseline"
             ).profane_probability
         # the ref's own settings class: older refs read fields this one no longer has
         old_config = module_at(baseline, "tasks/config.py", "config_baseline").QualitySettings(

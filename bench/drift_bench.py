@@ -29,8 +29,8 @@ from typing import Any
 from record import save_figures, stored
 
 from tasks.config import DriftSettings, Settings, apply_runtime_env
-from tasks.drift_data import compare_batches
-from tasks.sample_data import build_daily_logs, bundled_csv
+from tasks.ingest.sample_data import build_daily_logs, bundled_csv
+from tasks.monitor.data_drift import compare_batches
 
 KEY = "drift_monitor"
 MONITOR_LIMIT_S = 120
@@ -167,11 +167,11 @@ def _register_smollm2_champion(settings: Settings, reference_key: str, workdir: 
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tasks.base_model import SMOLLM2, resolve_base_model
-    from tasks.drift_performance import answer_losses, recent_examples
-    from tasks.evaluate import ModelRef
-    from tasks.registry import CHAMPION, model_prefix
-    from tasks.s3 import get_json, put_json, s3_client
+    from tasks.evaluate.aggregate import ModelRef
+    from tasks.monitor.performance_drift import answer_losses, recent_examples
+    from tasks.promote.registry import CHAMPION, model_prefix
+    from tasks.storage.s3 import get_json, put_json, s3_client
+    from tasks.train.base_model import SMOLLM2, resolve_base_model
 
     base = resolve_base_model(SMOLLM2, settings.cache_dir)
     adapter = workdir / "adapter"
@@ -183,7 +183,7 @@ def _register_smollm2_champion(settings: Settings, reference_key: str, workdir: 
     prefix = f"{model_prefix(settings)}versions/{version}/"
     for path in adapter.iterdir():
         client.upload_file(str(path), bucket, f"{prefix}adapter/{path.name}")
-    from tasks.drift_sources import read_batch
+    from tasks.monitor.sources import read_batch
 
     training = read_batch(f"s3://{bucket}/{reference_key}", settings.s3).records
     ref = ModelRef(label="champion", base_model_dir=str(base), adapter_dir=str(adapter))
@@ -222,9 +222,9 @@ def _task_seconds(flow_run_id: str) -> dict[str, float]:
 
 
 def monitor_timing(conversations: int) -> dict[str, Any]:
-    from flows.local_s3 import moto_server
     from flows.monitor import monitor
-    from tasks.s3 import ensure_bucket, s3_client
+    from tasks.storage.local_server import moto_server
+    from tasks.storage.s3 import ensure_bucket, s3_client
 
     records = bitext()
     reference, pool = halves(records, seed=7)

@@ -36,7 +36,7 @@ def one_round(client: Any, s3: Any, deployment_id: Any) -> dict[str, Any]:
     """Put one object, wait for its run to start, then to end; the times from the put."""
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
-    from tasks.s3 import s3_client
+    from tasks.storage.s3 import s3_client
 
     key = f"{s3.raw_prefix}dt={datetime.now(UTC):%Y-%m-%d}/bench-{uuid.uuid4().hex[:8]}.jsonl"
     load = os.getloadavg()[0]

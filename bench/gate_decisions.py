@@ -5,7 +5,8 @@
 Models (LoRA adapters trained here with TRL, cached in --work-dir so a re-run only scores):
 `base` (SmolLM2-135M), `tuned` (all categories, seed 0), `tuned-seed1` (same data, seed 1),
 `specialist` (only the eval set's largest category). All are scored once on the same held-out
-Bitext conversations with tasks/scoring.py; each scenario runs tasks/policy.py's `decide` with
+Bitext conversations with tasks/evaluate/scoring.py; each scenario runs tasks/promote/policy.py's
+`decide` with
 the default PromotionSettings on a (challenger, champion) pair of those per-example scores:
 
 | scenario                           | challenger   | champion    | right decision        |
@@ -43,8 +44,8 @@ SCENARIOS = [
 
 def examples(eval_count: int, train_count: int) -> tuple[list[dict], list[dict]]:
     """Held-out and training chat examples from disjoint Bitext conversations."""
-    from tasks.dataset import to_chat_example, with_metadata
-    from tasks.sample_data import build_daily_logs, bundled_csv
+    from tasks.ingest.sample_data import build_daily_logs, bundled_csv
+    from tasks.prepare.dataset import to_chat_example, with_metadata
 
     records = build_daily_logs(bundled_csv(), days=1, end_date=date(2026, 1, 1))[date(2026, 1, 1)]
     prompt = Settings().dataset.system_prompt
@@ -55,7 +56,7 @@ def examples(eval_count: int, train_count: int) -> tuple[list[dict], list[dict]]
 def train_adapter(
     base_dir: Path, rows: list[dict], steps: int, seed: int, out: Path, lr: float | None
 ) -> Path:
-    """A LoRA adapter with the product's TRL/PEFT settings (tasks/train_local.py)."""
+    """A LoRA adapter with the product's TRL/PEFT settings (tasks/train/local.py)."""
     if (out / "adapter_model.safetensors").exists():
         return out
     import torch
@@ -63,7 +64,7 @@ def train_adapter(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
 
-    from tasks.train_local import detect_hardware, lora_config, sft_config, to_prompt_completion
+    from tasks.train.local import detect_hardware, lora_config, sft_config, to_prompt_completion
 
     training = Settings().training.model_copy(
         update={"max_steps": steps, "seed": seed, "batch_size": 4, "max_length": 256}
@@ -107,11 +108,11 @@ def main() -> None:
     args = parser.parse_args()
     apply_runtime_env()
 
-    from flows.evaluation_report import slice_chart
-    from tasks.base_model import SMOLLM2, build_tiny_model, resolve_base_model
-    from tasks.evaluate import GOLDEN, ModelRef, build_report, compare, load_model
-    from tasks.policy import decide
-    from tasks.scoring import score_examples
+    from flows.reports.evaluation import slice_chart
+    from tasks.evaluate.aggregate import GOLDEN, ModelRef, build_report, compare, load_model
+    from tasks.evaluate.scoring import score_examples
+    from tasks.promote.policy import decide
+    from tasks.train.base_model import SMOLLM2, build_tiny_model, resolve_base_model
 
     held_out, train = examples(args.eval_examples, args.train_examples)
     largest = Counter(e["metadata"]["category"] for e in held_out).most_common(1)[0][0]

@@ -3,7 +3,8 @@
     .venv/bin/python bench/generation_speed.py                       # SmolLM2-135M, 500 examples
     .venv/bin/python bench/generation_speed.py --sequential-limit 100  # time-boxed CPU run
 
-Both sides use tasks/scoring.py's `generate_ids` on the same chat examples (Bitext sample, the
+Both sides use tasks/evaluate/scoring.py's `generate_ids` on the same chat examples (Bitext sample,
+the
 production system prompt); one-at-a-time is the same call with batch size 1. With
 `--sequential-limit N` the one-at-a-time side runs on the first N examples only (it is the slow
 side; its examples/s does not depend on how many it runs) and the batched side runs on all of
@@ -26,8 +27,8 @@ TARGET_SPEEDUP = 4.0
 
 def chat_examples(count: int) -> list[list[dict[str, str]]]:
     from tasks.config import Settings
-    from tasks.dataset import to_chat_example
-    from tasks.sample_data import build_daily_logs, bundled_csv
+    from tasks.ingest.sample_data import build_daily_logs, bundled_csv
+    from tasks.prepare.dataset import to_chat_example
 
     per_day = build_daily_logs(bundled_csv(), days=1, end_date=datetime.now(UTC).date())
     records = next(iter(per_day.values()))[:count]
@@ -36,7 +37,7 @@ def chat_examples(count: int) -> list[list[dict[str, str]]]:
 
 
 def timed(local, conversations, batch_size: int, max_new_tokens: int) -> tuple[float, list]:
-    from tasks.scoring import generate_ids
+    from tasks.evaluate.scoring import generate_ids
 
     started = time.perf_counter()
     ids = generate_ids(local, conversations, batch_size, max_new_tokens, max_length=1024)
@@ -54,9 +55,9 @@ def main() -> None:
 
     import torch
 
-    from tasks.base_model import SMOLLM2, resolve_base_model
     from tasks.config import Settings, apply_runtime_env
-    from tasks.evaluate import ModelRef, load_model
+    from tasks.evaluate.aggregate import ModelRef, load_model
+    from tasks.train.base_model import SMOLLM2, resolve_base_model
 
     apply_runtime_env()
     name = SMOLLM2 if args.model == "smollm2" else args.model

@@ -2,7 +2,7 @@
 
 One run of the fine-tune path the demo takes (packaged SmolLM2-135M, LoRA r=16 all-linear, the
 demo's training settings, Bitext examples) against a local moto S3 server, then, in the same
-process: the worker's upload (adapter + tokenizer + report, tasks/handoff.py upload_outputs)
+process: the worker's upload (adapter + tokenizer + report, tasks/train/handoff.py upload_outputs)
 and the retrain side's download of the adapter (as challenger_result does it), each timed
 alone. Writes
 the `handoff` entry of bench/results.json.
@@ -36,12 +36,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: the demo's max_steps")
     args = parser.parse_args()
 
-    from flows.local_s3 import moto_server
     from tasks.config import Settings, apply_runtime_env
-    from tasks.dataset import DatasetRef
-    from tasks.handoff import FineTuneParams, download_model_dir, run_fine_tune, upload_outputs
-    from tasks.s3 import ensure_bucket, put_jsonl, s3_client
-    from tasks.window import single_version_window
+    from tasks.prepare.dataset import DatasetRef
+    from tasks.prepare.window import single_version_window
+    from tasks.storage.local_server import moto_server
+    from tasks.storage.s3 import ensure_bucket, put_jsonl, s3_client
+    from tasks.train.handoff import (
+        FineTuneParams,
+        download_model_dir,
+        run_fine_tune,
+        upload_outputs,
+    )
 
     apply_runtime_env()
     with moto_server() as endpoint, tempfile.TemporaryDirectory() as tmp:

@@ -9,7 +9,7 @@ bench/results.json (merged: other benches' entries are kept).
     .venv/bin/python bench/train_throughput.py                  # 2 rounds, 5 steps x 8 examples
     .venv/bin/python bench/train_throughput.py --rounds 3 --steps 5
 
-Targets: ours ≥ 2x TRL defaults (bf16=False on CPU, DESIGN.md) and ≥ 1.5x the fastest of TRL's
+Targets: ours ≥ 2x TRL defaults (bf16=False on CPU, docs/design.md) and ≥ 1.5x the fastest of TRL's
 packing on/off x gradient checkpointing on/off; peak host memory ≤ 4 GB.
 """
 
@@ -38,7 +38,7 @@ VARIANTS: dict[str, tuple[bool, bool] | None] = {
     "trl_nopacking_nogc": (False, False),
     "trl_packing_nogc": (True, False),
     "ours": None,
-    "ours_peft_lora": None,  # ours with PEFT's own LoRA layers (tasks/fused_lora.py's share)
+    "ours_peft_lora": None,  # ours with PEFT's own LoRA layers (tasks/train/fused_lora.py's share)
 }
 MEMORY_LIMIT_MB = 4096
 
@@ -46,8 +46,8 @@ MEMORY_LIMIT_MB = 4096
 def bitext_examples(count: int) -> list[dict]:
     """`count` Bitext conversations spread over the file (all intents), in chat format."""
     from tasks.config import DatasetSettings
-    from tasks.dataset import to_chat_example
-    from tasks.sample_data import bundled_csv, row_to_record
+    from tasks.ingest.sample_data import bundled_csv, row_to_record
+    from tasks.prepare.dataset import to_chat_example
 
     with bundled_csv().open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -79,9 +79,9 @@ def run_variant(name: str, steps: int, batch: int, max_length: int, out_dir: Pat
     from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    from tasks.base_model import SMOLLM2, resolve_base_model
     from tasks.config import Settings, TrainingSettings
-    from tasks.train_local import (
+    from tasks.train.base_model import SMOLLM2, resolve_base_model
+    from tasks.train.local import (
         build_trainer,
         load_base,
         plan_hardware,
@@ -100,14 +100,14 @@ def run_variant(name: str, steps: int, batch: int, max_length: int, out_dir: Pat
     if VARIANTS[name] is None:
         model, peft_config = prepare_model(model, training, None)
         if name == "ours_peft_lora":
-            from tasks.train_local import lora_config
+            from tasks.train.local import lora_config
 
             peft_config = lora_config(training)
         trainer = build_trainer(
             training, plan, model, tokenizer, examples, [], out_dir, steps, peft_config
         )
     else:
-        from tasks.train_local import lora_config
+        from tasks.train.local import lora_config
 
         packing, checkpointing = VARIANTS[name]
         args = SFTConfig(
@@ -116,7 +116,7 @@ def run_variant(name: str, steps: int, batch: int, max_length: int, out_dir: Pat
             per_device_train_batch_size=batch,
             learning_rate=training.learning_rate,
             max_length=max_length,
-            bf16=False,  # the one device fix DESIGN.md allows: these CPUs have no native bf16
+            bf16=False,  # the one device fix docs/design.md allows (docs/design.md): these CPUs have no native bf16
             packing=packing,
             gradient_checkpointing=checkpointing,
             report_to="none",

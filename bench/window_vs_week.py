@@ -13,7 +13,8 @@ loss, token-weighted), against a local moto S3 server:
     .venv/bin/python bench/window_vs_week.py --per-day 20 --seeds 3
 
 Each kind runs with `--seeds` training seeds. The trainer takes the window's examples in content
-order (tasks/window.py:in_content_order), so with one seed the window and the whole week, the
+order (tasks/prepare/window.py:in_content_order), so with one seed the window and the whole week,
+the
 same 180 examples, should train the same adapter: the bench records whether the two golden
 losses are equal seed by seed. Target: the window's mean golden loss is at most the whole
 week's. Writes the `window_vs_week` entry of bench/results.json.
@@ -40,8 +41,8 @@ GOLDEN = 64
 
 
 def golden_loss(settings, adapter_dir: str | None, base_dir: Path, golden: list[dict]) -> float:
-    from tasks.evaluate import ModelRef, load_model
-    from tasks.scoring import teacher_forced
+    from tasks.evaluate.aggregate import ModelRef, load_model
+    from tasks.evaluate.scoring import teacher_forced
 
     ref = ModelRef(label="bench", base_model_dir=str(base_dir), adapter_dir=adapter_dir)
     scored = teacher_forced(load_model(ref), golden, 8, settings.training.max_length)
@@ -49,7 +50,7 @@ def golden_loss(settings, adapter_dir: str | None, base_dir: Path, golden: list[
 
 
 def train(settings, dataset, window, run_id: str) -> dict:
-    from tasks.train_local import train_local
+    from tasks.train.local import train_local
 
     started = time.perf_counter()
     result = train_local.fn(settings, dataset, run_id, window)
@@ -71,10 +72,10 @@ def main() -> None:
 
     from test_window import put_version, ref
 
-    from flows.local_s3 import moto_server
     from tasks.config import Settings, apply_runtime_env
-    from tasks.s3 import ensure_bucket, s3_client
-    from tasks.window import build_window, single_version_window
+    from tasks.prepare.window import build_window, single_version_window
+    from tasks.storage.local_server import moto_server
+    from tasks.storage.s3 import ensure_bucket, s3_client
 
     apply_runtime_env()
     earlier = args.per_day * (DAYS - 1)

@@ -11,7 +11,7 @@ API when it ends: its state, the worker and pool of both runs, and its artifacts
 the decision, the summary).
 
 The workers carry the settings as RETRAIN_* variables: a tiny random model with the real SmolLM2
-tokenizer (tasks/base_model.py `build_tiny_model`), 2 training steps, 4-token replies.
+tokenizer (tasks/train/base_model.py `build_tiny_model`), 2 training steps, 4-token replies.
 
     python deployments/e2e_check.py [--out build/e2e-check]
 
@@ -72,8 +72,8 @@ TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 def tiny_model(target: Path) -> Path:
     """The tiny random model with the real SmolLM2 tokenizer (the tests' `tiny_model_dir`)."""
-    from tasks.base_model import SMOLLM2, build_tiny_model, resolve_base_model
     from tasks.config import Settings
+    from tasks.train.base_model import SMOLLM2, build_tiny_model, resolve_base_model
 
     return build_tiny_model(resolve_base_model(SMOLLM2, Settings().cache_dir), target)
 
@@ -81,7 +81,7 @@ def tiny_model(target: Path) -> Path:
 def seed_logs(env: dict[str, str]) -> list[str]:
     """Two days of sample logs (ending yesterday: no timestamps in the future) into raw/."""
     from tasks.config import S3Settings
-    from tasks.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
+    from tasks.ingest.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
 
     s3 = S3Settings(bucket=BUCKET, endpoint_url=env["RETRAIN_S3__ENDPOINT_URL"])
     end = datetime.now(UTC).date() - timedelta(days=1)

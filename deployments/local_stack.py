@@ -137,9 +137,9 @@ def environment(env: dict[str, str]) -> Iterator[None]:
 def s3_notifications(env: dict[str, str]) -> str:
     """The bucket, and its object-created notifications into an SQS queue; returns the queue."""
     sys.path.insert(0, str(ROOT))
-    from tasks.aws_session import aws_session
     from tasks.config import Settings
-    from tasks.s3 import ensure_bucket, s3_client
+    from tasks.storage.aws_session import aws_session
+    from tasks.storage.s3 import ensure_bucket, s3_client
 
     with environment(env):
         s3 = Settings().s3
@@ -180,7 +180,7 @@ def workers_and_bridge(queue_url: str) -> dict[str, list[str]]:
         ]
         for pool in POOLS
     }
-    bridge = ["-m", "flows.cli_events", "bridge", "--queue-url", queue_url]
+    bridge = ["-m", "flows.cli.events", "bridge", "--queue-url", queue_url]
     commands["s3-bridge"] = [sys.executable, *bridge]
     return commands
 

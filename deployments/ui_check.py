@@ -119,7 +119,7 @@ def local_stack(home: Path) -> Iterator[dict[str, str]]:
 
 
 def _retrain(env: dict[str, str], *args: str) -> str:
-    command = [sys.executable, "-c", "from flows.cli import app; app()", *args]
+    command = [sys.executable, "-c", "from flows.cli.app import app; app()", *args]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"retrain {' '.join(args)} failed:\n{done.stderr[-4000:]}")

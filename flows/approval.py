@@ -19,7 +19,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import Field
 
-from tasks.policy import Decision
+from tasks.promote.policy import Decision
 
 
 class Approval(RunInput):

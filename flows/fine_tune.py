@@ -1,6 +1,6 @@
 """The fine-tune flow: stage 4 of a retrain, runnable on another machine (a GPU worker).
 
-It takes small typed references (tasks/handoff.py `FineTuneParams`) and answers with S3 URIs:
+It takes small typed references (tasks/train/handoff.py `FineTuneParams`) and answers with S3 URIs:
 the adapter, the training report, the checkpoints. The retrain flow calls it
 
 - as the deployment `training.worker.deployment` (e.g. `fine-tune/gpu`, on the `gpu` work
@@ -37,8 +37,11 @@ from prefect.context import FlowRunContext
 from prefect.deployments import run_deployment
 
 from tasks.config import Settings, apply_runtime_env
-from tasks.dataset import DatasetRef
-from tasks.handoff import (
+from tasks.prepare.dataset import DatasetRef
+from tasks.prepare.window import TrainingWindow
+from tasks.promote.registry import Champion, _version_prefix
+from tasks.storage.s3 import s3_uri
+from tasks.train.handoff import (
     FineTuneOutput,
     FineTuneParams,
     challenger_result,
@@ -46,10 +49,7 @@ from tasks.handoff import (
     run_fine_tune,
     write_params,
 )
-from tasks.registry import Champion, _version_prefix
-from tasks.s3 import s3_uri
-from tasks.train_local import TrainResult
-from tasks.window import TrainingWindow
+from tasks.train.local import TrainResult
 
 
 @contextmanager
@@ -175,5 +175,7 @@ def main(params_file: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m flows.fine_tune PARAMS.json (see tasks/handoff.py)")
+        raise SystemExit(
+            "usage: python -m flows.fine_tune PARAMS.json (see tasks/train/handoff.py)"
+        )
     main(sys.argv[1])

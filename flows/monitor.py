@@ -16,9 +16,10 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from flows import drift_report
+from flows.reports import drift as drift_report
 from tasks.config import Settings, apply_runtime_env
-from tasks.drift_alerts import (
+from tasks.environment import require_ready
+from tasks.monitor.alerts import (
     Alert,
     decide_alert,
     load_state,
@@ -26,12 +27,11 @@ from tasks.drift_alerts import (
     store_report,
     with_history,
 )
-from tasks.drift_data import DataDriftReport, DriftStatistic, compare_batches
-from tasks.drift_performance import performance_drift
-from tasks.drift_sources import Batch, read_batch, recent_window, training_batch
-from tasks.preflight_env import require_ready
-from tasks.registry import CHAMPION, current_champion, model_prefix
-from tasks.s3 import get_json, s3_client
+from tasks.monitor.data_drift import DataDriftReport, DriftStatistic, compare_batches
+from tasks.monitor.performance_drift import performance_drift
+from tasks.monitor.sources import Batch, read_batch, recent_window, training_batch
+from tasks.promote.registry import CHAMPION, current_champion, model_prefix
+from tasks.storage.s3 import get_json, s3_client
 
 Verdict = Literal["drift", "no_drift", "not_enough_data"]
 EVENT = "retrain.drift.detected"

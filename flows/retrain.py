@@ -12,28 +12,29 @@ from prefect import flow
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
-from flows import approval, evaluation_report, report
+from flows import approval
 from flows.fine_tune import fine_tune_stage
-from flows.summary import RunSummary
-from tasks.api_guards import choose_backend
+from flows.reports import evaluation, stages
+from flows.reports.summary import RunSummary
 from tasks.config import Settings, apply_runtime_env
-from tasks.dataset import build_dataset
-from tasks.evaluate import GOLDEN, RECENT, ModelRef, compare, score_model
-from tasks.evaluate_api import evaluate_hosted
-from tasks.golden import golden_status
-from tasks.ingest import commit_watermark, find_new_objects, ingest_objects
-from tasks.policy import Decision, decide
-from tasks.preflight_env import require_ready
-from tasks.quality import validate_batch
-from tasks.registry import (
+from tasks.environment import require_ready
+from tasks.evaluate.aggregate import GOLDEN, RECENT, ModelRef, compare, score_model
+from tasks.evaluate.hosted import evaluate_hosted
+from tasks.gates.suites import validate_batch
+from tasks.ingest.objects import commit_watermark, find_new_objects, ingest_objects
+from tasks.prepare.dataset import build_dataset
+from tasks.prepare.golden import golden_status
+from tasks.prepare.window import build_window
+from tasks.promote.policy import Decision, decide
+from tasks.promote.registry import (
     apply_decision,
     current_champion,
     model_card,
     new_version_id,
     register_version,
 )
-from tasks.train_api import cancel_on_flow_cancellation, register_api_version, train_api
-from tasks.window import build_window
+from tasks.train.api.guards import choose_backend
+from tasks.train.api.jobs import cancel_on_flow_cancellation, register_api_version, train_api
 
 
 def _resource(settings: Settings) -> dict[str, str]:
@@ -53,7 +54,8 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
                 or a job on a fine-tuning API (training.backend = api)
     5 evaluate  challenger vs champion (or base model) on the golden and recent held-out sets:
                 loss, generated replies (ROUGE-L, similarity, safety), per category/intent/segment
-    6 promote   paired-bootstrap gate (tasks/policy.py), registry version, alias moved on a win
+    6 promote   paired-bootstrap gate (tasks/promote/policy.py), registry version, alias moved on a
+    win
     """
     apply_runtime_env()  # deployments start here, not in the CLI: offline and no analytics
     settings = settings or Settings()
@@ -69,21 +71,21 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
     if not new.objects:
         where = f"s3://{settings.s3.bucket}/{settings.s3.raw_prefix}"
         reason = f"no new support logs under {where} since the last run: nothing to do"
-        return report.finish(
+        return stages.finish(
             summary.model_copy(update={"decision": "no_new_data", "reasons": [reason]})
         )
     ingested = ingest_objects(settings, new.objects, run_id)
     summary = summary.with_ingest(new.objects, ingested)
-    report.ingest(ingested, len(new.objects))
+    stages.ingest(ingested, len(new.objects))
 
     # 2 validate (records arrive redacted: ingest removed personal data before writing)
     quality = validate_batch(
         settings, ingested.staging_key, run_id, ingested.quarantined, ingested.pii_redactions
     )
     summary = summary.with_quality(quality)
-    report.quality(quality, settings.quality)
+    stages.quality(quality, settings.quality)
     if quality.verdict == "pending":  # too few records: the objects stay for the next run
-        return report.finish(summary.model_copy(update={"decision": "data_pending"}))
+        return stages.finish(summary.model_copy(update={"decision": "data_pending"}))
     if quality.verdict == "rejected":
         emit_event(
             "retrain.data.rejected",
@@ -95,19 +97,19 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
             },
         )
         commit_watermark(settings, new, "rejected", run_id, quality.failed_critical)
-        return report.finish(summary.model_copy(update={"decision": "data_rejected"}))
+        return stages.finish(summary.model_copy(update={"decision": "data_rejected"}))
 
     # 3 prepare (until a golden set can be frozen, the run waits for more logs: no training)
     golden = golden_status(settings, quality.redacted_key)
     if golden.pending:
-        return report.finish(
+        return stages.finish(
             summary.model_copy(
                 update={"decision": "waiting_for_golden", "reasons": [golden.pending]}
             )
         )
     dataset = build_dataset(settings, quality.redacted_key, run_id, new.objects, quality.report_key)
     summary = summary.with_dataset(dataset)
-    report.dataset(dataset)
+    stages.dataset(dataset)
 
     # 4 fine-tune on the backend chosen above: locally on the window (new batch + replay),
     # from the base model or the champion; or as a job on a fine-tuning API
@@ -120,7 +122,7 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
         # here or as the GPU deployment (training.worker.deployment); the adapter comes via S3
         trained = fine_tune_stage(settings, dataset, run_id, window, champion)
     summary = summary.with_training(trained)
-    report.training(trained)
+    stages.training(trained)
 
     # 5 evaluate
     eval_sets = {GOLDEN: dataset.golden_key, RECENT: dataset.heldout_key}
@@ -137,13 +139,13 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
             score_model(settings, challenger, eval_sets),
             score_model(settings, champion.model, eval_sets),
         )
-    evaluation_report.evaluation(comparisons)
+    evaluation.evaluation(comparisons)
 
     # 6 promote
     decision = decide(
         comparisons, settings.promotion, has_champion=champion.model.version is not None
     )
-    evaluation_report.decision(decision, comparisons)
+    evaluation.decision(decision, comparisons)
     version = new_version_id()
     card = model_card(settings, version, run_id, dataset, trained, comparisons, decision)
     if hosted:
@@ -163,4 +165,4 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
     commit_watermark(settings, new, "accepted", run_id)
     final = Decision(promote=outcome.promoted, reasons=outcome.reasons)
     summary = summary.with_decision(final, version, model_uri, comparisons)
-    return report.finish(summary)
+    return stages.finish(summary)

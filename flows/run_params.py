@@ -17,8 +17,8 @@ from typing import Annotated
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.reports.summary import RunSummary  # light; resolvable, so Prefect reads the signature
 from flows.run_guard import one_run_per_model
-from flows.summary import RunSummary  # light; resolvable, so Prefect reads the signature
 from tasks.config import Settings, apply_runtime_env
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"

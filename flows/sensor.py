@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger, task
 
 from tasks.config import Settings, apply_runtime_env
-from tasks.ingest import find_new_objects
-from tasks.s3 import get_json, put_json_if, s3_client
-from tasks.s3_events import ArrivedObject, arrival_event, post_events
+from tasks.ingest.notifications import ArrivedObject, arrival_event, post_events
+from tasks.ingest.objects import find_new_objects
+from tasks.storage.s3 import get_json, put_json_if, s3_client
 
 ANNOUNCED_KEY = "sensor-announced.json"
 

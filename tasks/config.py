@@ -40,7 +40,7 @@ class S3Settings(BaseModel):
     credentials_block: str | None = Field(
         None,
         description="Name of a prefect-aws AwsCredentials block on the Prefect API that S3 and "
-        "SQS clients sign with (tasks/aws_session.py); None: boto3's own credential chain.",
+        "SQS clients sign with (tasks/storage/aws_session.py); None: boto3's own credential chain.",
     )
     raw_prefix: str = Field("raw/support-logs/", description="Incoming logs (read only).")
     staging_prefix: str = Field("staging/", description="Accepted records of a run, per run id.")
@@ -371,7 +371,7 @@ class TrainingWorkerSettings(BaseModel):
 
 class TrainingSettings(BaseModel):
     """The fine-tuning step: method, budget, validation and the LoRA knobs; the rest are TRL's
-    defaults (see `tasks/train_local.py` for the few it changes and why)."""
+    defaults (see `tasks/train/local.py` for the few it changes and why)."""
 
     backend: Literal["local", "api"] = Field(
         "local",
@@ -445,7 +445,7 @@ class TrainingSettings(BaseModel):
 
 
 class EvaluationSettings(BaseModel):
-    """How held-out sets are scored (tasks/evaluate.py, tasks/scoring.py)."""
+    """How held-out sets are scored (tasks/evaluate/aggregate.py, tasks/evaluate/scoring.py)."""
 
     task_type: Literal["chat", "classify"] = Field(
         "chat",
@@ -481,7 +481,7 @@ class EvaluationSettings(BaseModel):
 
 
 class PromotionSettings(BaseModel):
-    """The promotion policy (tasks/policy.py): when a challenger may replace the champion.
+    """The promotion policy (tasks/promote/policy.py): when a challenger may replace the champion.
 
     Decisions rest on a paired bootstrap interval of the per-example improvement of the primary
     metric on the golden set (challenger and incumbent scored on the same examples).
@@ -604,7 +604,7 @@ class DriftSettings(BaseModel):
 
 
 class EnvCheckSettings(BaseModel):
-    """The start-up checks (tasks/preflight_env.py): how long a dead endpoint may hold a run up."""
+    """The start-up checks (tasks/environment.py): how long a dead endpoint may hold a run up."""
 
     connect_timeout_s: float = Field(
         2.0, gt=0, le=60, description="Seconds to open a connection to S3 or the Prefect API."

@@ -22,7 +22,7 @@ apply_runtime_env()
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    from flows.local_s3 import moto_server
+    from tasks.storage.local_server import moto_server
 
     with moto_server() as endpoint:
         yield endpoint
@@ -45,14 +45,14 @@ def model_cache() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_dir(model_cache: Path) -> Path:
-    from tasks.base_model import SMOLLM2, resolve_base_model
+    from tasks.train.base_model import SMOLLM2, resolve_base_model
 
     return resolve_base_model(SMOLLM2, model_cache)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tasks.base_model import build_tiny_model
+    from tasks.train.base_model import build_tiny_model
 
     return build_tiny_model(smollm2_dir, tmp_path_factory.mktemp("tiny-smollm2"))
 
@@ -62,7 +62,7 @@ def settings(
     s3_endpoint: str, request: pytest.FixtureRequest, tmp_path: Path, model_cache: Path
 ) -> Settings:
     """Settings for one test: its own bucket on the session's moto server, a small budget."""
-    from tasks.s3 import ensure_bucket, s3_client
+    from tasks.storage.s3 import ensure_bucket, s3_client
 
     bucket = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
     settings = Settings(

@@ -120,7 +120,7 @@ def make_logs(
     start: datetime | None = None,
     id_prefix: str = "syn",
 ) -> list[dict[str, Any]]:
-    """n support-log records (the DESIGN.md contract) drawn with `seed`."""
+    """n support-log records (the docs/design.md contract) drawn with `seed`."""
     rng = random.Random(seed)
     start = start or datetime(2026, 11, 1, tzinfo=UTC)
     records = []

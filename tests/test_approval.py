@@ -13,7 +13,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.flow_runs import resume_flow_run
 
 from flows import approval
-from tasks.policy import Decision
+from tasks.promote.policy import Decision
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 

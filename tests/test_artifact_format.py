@@ -12,10 +12,10 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.evaluation_report import SAFETY, SLICE_LABEL_CHARS, evaluation_rows, slice_label
+from flows.reports.evaluation import SAFETY, SLICE_LABEL_CHARS, evaluation_rows, slice_label
 from tasks.config import QualitySettings
-from tasks.evaluate import Comparison, EvalReport, SliceMetrics
-from tasks.quality import evaluate, format_observed
+from tasks.evaluate.aggregate import Comparison, EvalReport, SliceMetrics
+from tasks.gates.suites import evaluate, format_observed
 
 
 def test_epoch_seconds_read_as_utc_dates_and_large_numbers_without_exponents():

@@ -14,8 +14,8 @@ import pytest
 from prefect_aws import AwsCredentials
 from test_preflight_env import no_aws_credentials
 
-from tasks.preflight_env import BUCKET, CREDENTIALS, ENDPOINT, check_environment
-from tasks.s3 import get_json, put_json, s3_client
+from tasks.environment import BUCKET, CREDENTIALS, ENDPOINT, check_environment
+from tasks.storage.s3 import get_json, put_json, s3_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 

@@ -9,7 +9,7 @@ import pytest
 from test_preflight import BROKEN, good_lines
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli.app import app
 
 MODEL = "gpt-4o-mini-2024-07-18"
 

@@ -9,8 +9,8 @@ import json
 import batches
 from typer.testing import CliRunner
 
-from flows.cli import app
-from tasks.s3 import list_objects, put_jsonl, s3_client
+from flows.cli.app import app
+from tasks.storage.s3 import list_objects, put_jsonl, s3_client
 
 PLANTED = ["noah.fischer@web.de", "+33 6 12 34 56 78", "4111-1111-1111-1111"]
 

@@ -9,7 +9,7 @@ import pytest
 from synthetic_logs import make_logs
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli.app import app
 
 
 def write_jsonl(path, records, gz: bool = False):
@@ -78,7 +78,7 @@ def test_too_little_data_or_a_bad_path_exits_1_a_usage_error_2(tmp_path):
 
 def test_an_s3_prefix_is_a_batch(settings, monkeypatch, tmp_path):
     monkeypatch.setenv("RETRAIN_S3__ENDPOINT_URL", settings.s3.endpoint_url)
-    from tasks.s3 import s3_client
+    from tasks.storage.s3 import s3_client
 
     client, bucket = s3_client(settings.s3), settings.s3.bucket
     for day, seed in (("2026-11-20", 58), ("2026-11-21", 59)):

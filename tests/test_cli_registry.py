@@ -9,9 +9,9 @@ import pytest
 from test_registry import register
 from typer.testing import CliRunner
 
-from flows.cli import app
-from tasks.registry import CHAMPION, PREVIOUS, read_alias
-from tasks.s3 import s3_client
+from flows.cli.app import app
+from tasks.promote.registry import CHAMPION, PREVIOUS, read_alias
+from tasks.storage.s3 import s3_client
 
 
 @pytest.fixture

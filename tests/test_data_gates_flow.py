@@ -12,9 +12,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.retrain import retrain
-from tasks.ingest import WATERMARK_KEY
-from tasks.s3 import get_json, list_objects, s3_client
-from tasks.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
+from tasks.ingest.objects import WATERMARK_KEY
+from tasks.ingest.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
+from tasks.storage.s3 import get_json, list_objects, s3_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 

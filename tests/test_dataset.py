@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tasks.config import DatasetSettings
-from tasks.dataset import assign_splits, build_dataset, hash_fraction, to_chat_example
-from tasks.golden import frozen_from_records
-from tasks.ingest import ObjectRef
-from tasks.s3 import get_json, get_jsonl, list_objects, put_jsonl, s3_client
+from tasks.ingest.objects import ObjectRef
+from tasks.prepare.dataset import assign_splits, build_dataset, hash_fraction, to_chat_example
+from tasks.prepare.golden import frozen_from_records
+from tasks.storage.s3 import get_json, get_jsonl, list_objects, put_jsonl, s3_client
 
 
 def record(i: int, customer: str | None = None, agent: str | None = None) -> dict:

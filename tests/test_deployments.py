@@ -22,7 +22,7 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.settings import PREFECT_API_URL
 
 from flows.run_params import RunParams, settings_for
-from tasks.s3_events import ARRIVED, post_events
+from tasks.ingest.notifications import ARRIVED, post_events
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = ROOT / "deployments" / "prefect.yaml"

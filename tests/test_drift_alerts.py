@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from tasks.config import DriftSettings
-from tasks.drift_alerts import MonitorState, decide_alert, with_history
-from tasks.drift_data import DriftStatistic
+from tasks.monitor.alerts import MonitorState, decide_alert, with_history
+from tasks.monitor.data_drift import DriftStatistic
 
 CONFIG = DriftSettings(cooldown_hours=24, resolve_fraction=0.8)
 T0 = datetime(2026, 11, 22, 6, tzinfo=UTC)

@@ -9,7 +9,7 @@ import pytest
 from synthetic_logs import make_logs
 
 from tasks.config import DriftSettings
-from tasks.drift_data import compare_batches, mix_drift
+from tasks.monitor.data_drift import compare_batches, mix_drift
 
 # Few conversations embedded per side keeps MiniLM's share of the test time small; the domain
 # classifier's random-AUC threshold is what keeps it valid at this size.

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 from synthetic_logs import make_logs
 
-from tasks.drift_performance import (
+from tasks.evaluate.aggregate import ModelRef, aggregate, load_model, score_examples
+from tasks.monitor.performance_drift import (
     answer_losses,
     per_example_scores,
     performance_drift,
     recent_examples,
 )
-from tasks.evaluate import ModelRef, aggregate, load_model, score_examples
 
 
 @pytest.fixture(scope="module")

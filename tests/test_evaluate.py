@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tasks.config import EvaluationSettings
-from tasks.evaluate import GOLDEN, ModelRef, aggregate, build_report, load_model
-from tasks.scoring import (
+from tasks.evaluate.aggregate import GOLDEN, ModelRef, aggregate, build_report, load_model
+from tasks.evaluate.scoring import (
     IGNORE,
     LocalModel,
     encode_example,

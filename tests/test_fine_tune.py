@@ -16,14 +16,17 @@ from pathlib import Path
 import pytest
 from test_window import examples, put_golden, put_version, ref
 
-from tasks.base_model import resolve_base_model
-from tasks.checkpoints import (
+from tasks.prepare.window import single_version_window
+from tasks.promote.registry import current_champion, register_version
+from tasks.storage.s3 import list_objects, s3_client, upload_dir
+from tasks.train.base_model import resolve_base_model
+from tasks.train.checkpoints import (
     checkpoint_key,
     checkpoint_prefix,
     complete_steps,
     prune_checkpoints,
 )
-from tasks.handoff import (
+from tasks.train.handoff import (
     FineTuneParams,
     challenger_result,
     download_model_dir,
@@ -31,9 +34,6 @@ from tasks.handoff import (
     run_fine_tune,
     write_params,
 )
-from tasks.registry import current_champion, register_version
-from tasks.s3 import list_objects, s3_client, upload_dir
-from tasks.window import single_version_window
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERVAL = 2

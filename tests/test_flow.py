@@ -19,12 +19,12 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.report import render
+from flows.cli.app import app
+from flows.reports.stages import render
 from flows.retrain import retrain
-from tasks.registry import CHAMPION, model_prefix
-from tasks.s3 import get_json, get_jsonl, list_objects, s3_client
-from tasks.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
+from tasks.ingest.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
+from tasks.promote.registry import CHAMPION, model_prefix
+from tasks.storage.s3 import get_json, get_jsonl, list_objects, s3_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 

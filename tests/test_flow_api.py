@@ -21,10 +21,10 @@ from prefect.client.schemas.filters import (
 from prefect.events.filters import EventFilter
 
 from flows.retrain import retrain
-from tasks.api_guards import ProviderCutoff
-from tasks.registry import CHAMPION, model_prefix
-from tasks.s3 import get_json, s3_client
-from tasks.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
+from tasks.ingest.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
+from tasks.promote.registry import CHAMPION, model_prefix
+from tasks.storage.s3 import get_json, s3_client
+from tasks.train.api.guards import ProviderCutoff
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tasks.config import DatasetSettings
-from tasks.dataset import assign_splits, build_dataset
-from tasks.golden import (
+from tasks.prepare.dataset import assign_splits, build_dataset
+from tasks.prepare.golden import (
     GoldenLeakError,
     GoldenSetPending,
     assert_no_leak,
@@ -17,7 +17,7 @@ from tasks.golden import (
     load_golden,
     record_key,
 )
-from tasks.s3 import get_json, list_objects, put_jsonl, s3_client
+from tasks.storage.s3 import get_json, list_objects, put_jsonl, s3_client
 
 CONFIG = DatasetSettings(
     golden_fraction=0.1, golden_max_examples=12, golden_min_examples=6, validation_fraction=0.1

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from tasks.ingest import (
+from tasks.ingest.objects import (
     commit_watermark,
     find_new_objects,
     ingest_objects,
     parse_line,
     parse_object_lines,
 )
-from tasks.s3 import ConcurrentUpdateError, get_jsonl, s3_client
+from tasks.storage.s3 import ConcurrentUpdateError, get_jsonl, s3_client
 
 
 def record(conversation_id: str = "c-1", **overrides) -> dict:

@@ -1,4 +1,4 @@
-"""Padded batches of similar length for any window size (tasks/length_batches.py)."""
+"""Padded batches of similar length for any window size (tasks/train/batching.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import torch
 
-from tasks.length_batches import MEGABATCH_BATCHES, LengthGroupedBatches
+from tasks.train.batching import MEGABATCH_BATCHES, LengthGroupedBatches
 
 
 def batches_of(lengths: list[int], batch_size: int, seed: int = 0) -> list[list[int]]:

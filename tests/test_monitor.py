@@ -15,8 +15,8 @@ from synthetic_logs import make_logs
 from test_flow import emitted_events
 
 from flows.monitor import EVENT, monitor
-from tasks.registry import CHAMPION, model_prefix
-from tasks.s3 import get_json, put_json, s3_client
+from tasks.promote.registry import CHAMPION, model_prefix
+from tasks.storage.s3 import get_json, put_json, s3_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 

@@ -13,9 +13,9 @@ import pytest
 from pii_scoring import LABELLED, labelled_rows, scores
 
 from tasks.config import PiiSettings
-from tasks.pii import get_redactor
-from tasks.pii_check import _is_iban, count_leaks, luhn_valid
-from tasks.sample_data import bundled_csv
+from tasks.gates.pii_check import _is_iban, count_leaks, luhn_valid
+from tasks.ingest.pii import get_redactor
+from tasks.ingest.sample_data import bundled_csv
 
 
 def spans(findings: list) -> set[tuple]:
@@ -119,7 +119,7 @@ def test_skipping_ner_where_no_name_can_be_kept_changes_no_finding(redactor):
     """The gate (`may_hold_name`) against running NER on every text, one by one, on the
     labelled set, its lower-cased copy (names spaCy may still tag, which the redactor drops)
     and Bitext's customer messages (about half have no capital letter)."""
-    from tasks.pii import may_hold_name
+    from tasks.ingest.pii import may_hold_name
 
     labelled = [json.loads(line)["text"] for line in LABELLED.read_text().splitlines()]
     with bundled_csv().open() as file:

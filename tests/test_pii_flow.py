@@ -19,8 +19,8 @@ from prefect.client.schemas.filters import (
 from prefect.events.filters import EventFilter, EventResourceFilter
 
 from flows.retrain import retrain
-from tasks.s3 import list_objects, put_jsonl, s3_client
-from tasks.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
+from tasks.ingest.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
+from tasks.storage.s3 import list_objects, put_jsonl, s3_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks.config import PiiSettings, QualitySettings
-from tasks.curation import split_convertible
-from tasks.ingest import parse_object_lines
-from tasks.pii import get_redactor
-from tasks.quality import conversation_frame
+from tasks.gates.suites import conversation_frame
+from tasks.ingest.objects import parse_object_lines
+from tasks.ingest.pii import get_redactor
+from tasks.prepare.curation import split_convertible
 
 texts = st.text(min_size=1, max_size=60).filter(str.strip)
 messages = st.lists(

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from tasks.config import PromotionSettings
-from tasks.evaluate import GOLDEN, RECENT, ModelRef, build_report, compare
-from tasks.policy import decide, paired_interval
-from tasks.scoring import ExampleScore
+from tasks.evaluate.aggregate import GOLDEN, RECENT, ModelRef, build_report, compare
+from tasks.evaluate.scoring import ExampleScore
+from tasks.promote.policy import decide, paired_interval
 
 POLICY = PromotionSettings(bootstrap_resamples=1000)
 CATEGORIES = ["ORDER", "REFUND", "ACCOUNT", "SHIPPING"]
@@ -189,7 +189,7 @@ def test_the_decision_artifact_lists_every_rule_and_a_chart_that_renders(baselin
 
     from matplotlib.image import imread
 
-    from flows.evaluation_report import decision_markdown, evaluation_rows
+    from flows.reports.evaluation import decision_markdown, evaluation_rows
 
     comparisons = reports(rows(baseline - 0.3 + noise(0.1, 2)), rows(baseline))
     decision = decide(comparisons, POLICY)

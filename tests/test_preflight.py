@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tasks.config import ApiSettings
-from tasks.preflight import epochs_for, preflight, render
-from tasks.tiktoken_files import encoding_for_model
+from tasks.train.api.preflight import epochs_for, preflight, render
+from tasks.train.api.tokens import encoding_for_model
 
 MODEL = "gpt-4o-mini-2024-07-18"
 CHANNEL_STYLES = [
@@ -162,7 +162,7 @@ def test_encodings_load_with_no_network(tmp_path: Path) -> None:
         "def refuse(*a, **k): raise OSError('network used')\n"
         "socket.socket.connect = refuse\n"
         "socket.create_connection = refuse\n"
-        "from tasks.tiktoken_files import encoding_for_model\n"
+        "from tasks.train.api.tokens import encoding_for_model\n"
         "print(len(encoding_for_model('gpt-4o-mini').encode('hello world')))\n"
     )
     env = {"TIKTOKEN_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(Path(__file__).parents[1])}

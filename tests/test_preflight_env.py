@@ -15,11 +15,10 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.local_s3 import free_port
+from flows.cli.app import app
 from flows.monitor import monitor
 from flows.retrain import retrain
-from tasks.preflight_env import (
+from tasks.environment import (
     BASE_MODEL,
     BUCKET,
     CREDENTIALS,
@@ -28,7 +27,8 @@ from tasks.preflight_env import (
     EnvironmentNotReady,
     check_environment,
 )
-from tasks.s3 import list_objects, s3_client, upload_dir
+from tasks.storage.local_server import free_port
+from tasks.storage.s3 import list_objects, s3_client, upload_dir
 
 SECRET = "wJalrXUtnFEMI-not-a-real-secret-7f3a"
 

@@ -12,25 +12,25 @@ import pytest
 from pii_scoring import labelled_rows
 from prefect import flow
 
-import tasks.pii
-import tasks.processes
+import tasks.ingest.pii
+import tasks.ingest.processes
 from tasks.config import PiiSettings
-from tasks.ingest import find_new_objects, ingest_objects
-from tasks.s3 import get_jsonl, s3_client
+from tasks.ingest.objects import find_new_objects, ingest_objects
+from tasks.storage.s3 import get_jsonl, s3_client
 
 
 @pytest.fixture
 def pool_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many chunks each call to the worker pool got."""
     calls: list[int] = []
-    real = tasks.processes.map_in_processes
+    real = tasks.ingest.processes.map_in_processes
 
     def spy(function, chunks, processes):
         chunks = list(chunks)
         calls.append(len(chunks))
         return real(function, chunks, processes)
 
-    monkeypatch.setattr(tasks.pii, "map_in_processes", spy)
+    monkeypatch.setattr(tasks.ingest.pii, "map_in_processes", spy)
     return calls
 
 
@@ -64,7 +64,7 @@ def test_ingest_in_a_flow_redacts_in_worker_processes_as_in_process(settings, po
 
     assert pool_calls  # the texts went to the workers
     accepted = get_jsonl(client, settings.s3.bucket, result.staging_key)
-    in_process = tasks.pii.get_redactor(settings.pii)  # 100 records: below the threshold
+    in_process = tasks.ingest.pii.get_redactor(settings.pii)  # 100 records: below the threshold
     expected = [r for r, _ in in_process.redact_records(records, Counter())]
     assert pool_calls == [1]
     assert [r["messages"] for r in accepted] == [r["messages"] for r in expected]
@@ -72,7 +72,7 @@ def test_ingest_in_a_flow_redacts_in_worker_processes_as_in_process(settings, po
 
 
 def test_small_batches_stay_in_this_process(pool_calls):
-    redactor = tasks.pii.get_redactor(PiiSettings(processes=2, min_texts_per_process=1000))
+    redactor = tasks.ingest.pii.get_redactor(PiiSettings(processes=2, min_texts_per_process=1000))
     assert (
         redactor.redact_texts(["mail me at ann@example.org"] * 3000)
         == ["mail me at <EMAIL>"] * 3000

@@ -9,11 +9,11 @@ import batches
 import pytest
 from synthetic_logs import make_logs
 
-from flows.quality_report import bias_markdown
+from flows.reports.quality import bias_markdown
 from tasks.config import QualitySettings
-from tasks.quality import conversation_frame, evaluate, reference_mix, validate_batch
-from tasks.s3 import get_json, list_objects, put_jsonl, s3_client
-from tasks.toxicity import profane_probability
+from tasks.gates.suites import conversation_frame, evaluate, reference_mix, validate_batch
+from tasks.gates.toxicity import profane_probability
+from tasks.storage.s3 import get_json, list_objects, put_jsonl, s3_client
 
 
 def gate(rows: list[dict], tmp_path: Path, quarantined: int = 0, reference=None, **config):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.evaluate import ModelRef
-from tasks.policy import Decision
-from tasks.registry import (
+from tasks.evaluate.aggregate import ModelRef
+from tasks.promote.policy import Decision
+from tasks.promote.registry import (
     CHAMPION,
     PREVIOUS,
     Champion,
@@ -27,7 +27,7 @@ from tasks.registry import (
     register_version,
     rollback,
 )
-from tasks.s3 import download_prefix, put_json, s3_client
+from tasks.storage.s3 import download_prefix, put_json, s3_client
 
 WIN = Decision(promote=True, reasons=["better"])
 

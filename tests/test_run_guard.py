@@ -27,9 +27,9 @@ from prefect.client.schemas.filters import (
 )
 from prefect.settings import PREFECT_API_URL
 
+from flows.reports.summary import RunSummary
 from flows.run_guard import one_run_per_model, slot_name
 from flows.run_params import RunParams, retrain_deployment
-from flows.summary import RunSummary
 
 ROOT = str(Path(__file__).resolve().parents[1])
 
@@ -75,7 +75,7 @@ def test_a_manual_and_a_deployment_run_of_one_model_wait_and_never_overlap(setti
     ):
         # a manual `retrain run` in its own process, and a deployment run in this one
         manual = subprocess.Popen(
-            [sys.executable, "-c", "from flows.cli import app; app()", "run", "--json"],
+            [sys.executable, "-c", "from flows.cli.app import app; app()", "run", "--json"],
             env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": ROOT},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -14,14 +14,14 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 
 from flows.sensor import sensor
 from tasks.config import S3Settings, Settings
-from tasks.ingest import WATERMARK_KEY
-from tasks.s3 import s3_client
-from tasks.s3_events import (
+from tasks.ingest.notifications import (
     ARRIVED,
     NotSupportLogNotification,
     drain_queue,
     objects_from_notification,
 )
+from tasks.ingest.objects import WATERMARK_KEY
+from tasks.storage.s3 import s3_client
 
 LOG = gzip.compress(b'{"conversation_id": "c-1"}\n')
 

@@ -8,10 +8,10 @@ from datetime import date
 
 from typer.testing import CliRunner
 
-from flows.cli import app
-from tasks.ingest import parse_object_lines
-from tasks.s3 import list_objects, s3_client
-from tasks.sample_data import build_daily_logs, bundled_csv
+from flows.cli.app import app
+from tasks.ingest.objects import parse_object_lines
+from tasks.ingest.sample_data import build_daily_logs, bundled_csv
+from tasks.storage.s3 import list_objects, s3_client
 
 
 def test_every_bundled_row_meets_the_record_contract():

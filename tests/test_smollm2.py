@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tasks.dataset import DatasetRef, to_chat_example, with_metadata
-from tasks.evaluate import ModelRef, score_model
-from tasks.s3 import put_jsonl, s3_client
-from tasks.sample_data import bundled_csv, row_to_record
-from tasks.train_local import train_local
+from tasks.evaluate.aggregate import ModelRef, score_model
+from tasks.ingest.sample_data import bundled_csv, row_to_record
+from tasks.prepare.dataset import DatasetRef, to_chat_example, with_metadata
+from tasks.storage.s3 import put_jsonl, s3_client
+from tasks.train.local import train_local
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ import pytest
 import synthetic_logs
 from profanity_check.profanity_check import model, vectorizer
 
-import tasks.toxicity
-from tasks.toxicity import profane_probability
+import tasks.gates.toxicity
+from tasks.gates.toxicity import profane_probability
 
 ODD_TEXTS = [
     "",
@@ -42,7 +42,7 @@ def library_probability(texts: list[str]) -> np.ndarray:
 
 
 def test_same_probabilities_as_the_library_across_chunks(texts, monkeypatch):
-    monkeypatch.setattr(tasks.toxicity, "CHUNK_TEXTS", 97)  # many chunks, in threads
+    monkeypatch.setattr(tasks.gates.toxicity, "CHUNK_TEXTS", 97)  # many chunks, in threads
     probability = profane_probability(texts)
     np.testing.assert_allclose(probability, library_probability(texts), rtol=0, atol=1e-12)
     flagged = {text for text, p in zip(texts, probability, strict=True) if p >= 0.5}
@@ -52,13 +52,13 @@ def test_same_probabilities_as_the_library_across_chunks(texts, monkeypatch):
 
 
 def test_a_vectorizer_it_does_not_reproduce_uses_the_library_transform(texts, monkeypatch):
-    tasks.toxicity._classifier.cache_clear()
-    monkeypatch.setitem(tasks.toxicity.VECTORIZER_SETTINGS, "ngram_range", (1, 2))
+    tasks.gates.toxicity._classifier.cache_clear()
+    monkeypatch.setitem(tasks.gates.toxicity.VECTORIZER_SETTINGS, "ngram_range", (1, 2))
     try:
-        assert tasks.toxicity._classifier()[2] is None
+        assert tasks.gates.toxicity._classifier()[2] is None
         np.testing.assert_array_equal(profane_probability(texts), library_probability(texts))
     finally:
-        tasks.toxicity._classifier.cache_clear()
+        tasks.gates.toxicity._classifier.cache_clear()
 
 
 def test_no_texts():

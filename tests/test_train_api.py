@@ -14,19 +14,19 @@ import openai
 import pytest
 from fake_openai import FakeOpenAI
 
-from tasks.api_guards import NotRedacted, ProviderCutoff, choose_backend, find_pii
 from tasks.config import Settings
-from tasks.dataset import DatasetRef
-from tasks.evaluate import ModelRef, aggregate
-from tasks.evaluate_api import (
+from tasks.evaluate.aggregate import ModelRef, aggregate
+from tasks.evaluate.hosted import (
     EvalBudgetExceeded,
     generate_replies,
     hosted_replies,
     score_api_model,
 )
-from tasks.s3 import put_json, put_jsonl, s3_client
-from tasks.scoring import score_examples
-from tasks.train_api import (
+from tasks.evaluate.scoring import score_examples
+from tasks.prepare.dataset import DatasetRef
+from tasks.storage.s3 import put_json, put_jsonl, s3_client
+from tasks.train.api.guards import NotRedacted, ProviderCutoff, choose_backend, find_pii
+from tasks.train.api.jobs import (
     FineTuneFailed,
     JobWatcher,
     MissingApiKey,
@@ -146,7 +146,7 @@ def key(monkeypatch: pytest.MonkeyPatch) -> str:
 def test_job_lifecycle_to_a_fine_tuned_model(
     settings: Settings, server: FakeOpenAI, key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="tasks.train_api")
+    caplog.set_level(logging.INFO, logger="tasks.train.api.jobs")
     config = api_settings(settings, server.base_url, n_epochs=2)
     dataset = put_dataset(config, examples(24, seed=1))
     result = train_api.fn(config, dataset, "run-1")

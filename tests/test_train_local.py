@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from test_window import examples, put_golden, put_version, ref
 
 from tasks.config import TrainingSettings
-from tasks.train_local import (
+from tasks.prepare.window import single_version_window
+from tasks.train.local import (
     build_trainer,
     count_examples_seen,
     load_base,
@@ -23,7 +24,6 @@ from tasks.train_local import (
     prepare_model,
     train_local,
 )
-from tasks.window import single_version_window
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle"}
 
@@ -200,7 +200,7 @@ def test_full_fine_tune_trains_every_block_and_logs_its_batching(settings, tiny_
     settings = _with_training(settings, base_model=str(tiny_model_dir), method="full", max_steps=1)
     dataset = _small_dataset(settings)
 
-    with caplog.at_level("INFO", logger="tasks.train_local"):
+    with caplog.at_level("INFO", logger="tasks.train.local"):
         result = train_local.fn(settings, dataset, "pytest-full")
 
     before = load_file(tiny_model_dir / "model.safetensors")
@@ -214,7 +214,7 @@ def test_full_fine_tune_trains_every_block_and_logs_its_batching(settings, tiny_
     assert f"batching: {result.batching} ({result.batching_reason})" in caplog.text
     assert result.batching == "padded, grouped by length" and "CPU" in result.batching_reason
     # evaluation loads the whole weights it saved, not an adapter
-    from tasks.evaluate import ModelRef, load_model
+    from tasks.evaluate.aggregate import ModelRef, load_model
 
     challenger = ModelRef(
         label="c", base_model_dir=str(tiny_model_dir), adapter_dir=result.adapter_dir
@@ -230,8 +230,8 @@ def test_full_fine_tune_trains_every_block_and_logs_its_batching(settings, tiny_
 def test_fused_lora_layers_compute_peft_outputs_and_gradients(tiny_model_dir):
     from peft import get_peft_model
 
-    from tasks.fused_lora import FusedLoraLinear
-    from tasks.train_local import lora_config
+    from tasks.train.fused_lora import FusedLoraLinear
+    from tasks.train.local import lora_config
 
     training = TrainingSettings()
     plain_config, fused_config = lora_config(training), lora_config(training)

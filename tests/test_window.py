@@ -10,16 +10,16 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from tasks.config import DatasetSettings, WindowSettings
-from tasks.dataset import DatasetRef
-from tasks.golden import freeze, frozen_from_examples, golden_keys, manifest_for
-from tasks.s3 import get_json, put_json, put_jsonl, s3_client
-from tasks.train_local import train_local
-from tasks.window import (
+from tasks.prepare.dataset import DatasetRef
+from tasks.prepare.golden import freeze, frozen_from_examples, golden_keys, manifest_for
+from tasks.prepare.window import (
     build_window,
     load_window_examples,
     replay_candidates,
     select_examples,
 )
+from tasks.storage.s3 import get_json, put_json, put_jsonl, s3_client
+from tasks.train.local import train_local
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 SYSTEM = {"role": "system", "content": "You help customers."}

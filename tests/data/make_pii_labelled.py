@@ -287,7 +287,7 @@ SSN_SENTENCES = [
     "The W-9 has {v} on it.",
 ]
 
-# Written after the redactor's name cues (tasks/pii.py) were set, in other phrasings, to see
+# Written after the redactor's name cues (tasks/ingest/pii.py) were set, in other phrasings, to see
 # how they carry over; lower-case names included (the redactor keeps only capitalised ones).
 HELD_OUT_NAMES = [
     ("The package was signed for by {v} at reception", "Tomasz Wiśniewski"),
