@@ -9,7 +9,8 @@ bench/results.json (merged: other benches' entries are kept).
     .venv/bin/python bench/train_throughput.py                  # 2 rounds, 5 steps x 8 examples
     .venv/bin/python bench/train_throughput.py --rounds 3 --steps 5
 
-Targets: ours ≥ 2x TRL defaults (bf16=False on CPU, docs/design.md) and ≥ 1.5x the fastest of TRL's
+Targets: ours ≥ 2x TRL defaults (bf16=False on CPU, docs/design.md) and ≥ 1.5x the fastest of
+TRL's
 packing on/off x gradient checkpointing on/off; peak host memory ≤ 4 GB.
 """
 
@@ -116,7 +117,8 @@ def run_variant(name: str, steps: int, batch: int, max_length: int, out_dir: Pat
             per_device_train_batch_size=batch,
             learning_rate=training.learning_rate,
             max_length=max_length,
-            bf16=False,  # the one device fix docs/design.md allows (docs/design.md): these CPUs have no native bf16
+            # the one device fix docs/design.md allows: these CPUs have no native bf16
+            bf16=False,
             packing=packing,
             gradient_checkpointing=checkpointing,
             report_to="none",
