@@ -49,7 +49,7 @@ from tasks.train.handoff import (
     run_fine_tune,
     write_params,
 )
-from tasks.train.local import TrainResult
+from tasks.train.result import TrainResult
 
 
 @contextmanager

@@ -15,8 +15,8 @@ from tasks.config import QualitySettings
 from tasks.gates.suites import QualityReport
 from tasks.ingest.objects import IngestResult
 from tasks.prepare.dataset import DatasetRef
-from tasks.train.local import TrainResult
 from tasks.train.report import loss_chart_markdown, summary_rows
+from tasks.train.result import TrainResult
 
 SPLITS = ("train", "validation", "golden", "heldout")
 

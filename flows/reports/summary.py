@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # parameter types only: importing them costs seconds (pandas,
     from tasks.ingest.objects import IngestResult, ObjectRef
     from tasks.prepare.dataset import DatasetRef
     from tasks.promote.policy import Decision
-    from tasks.train.local import TrainResult
+    from tasks.train.result import TrainResult
 
 Outcome = Literal[
     "no_new_data", "data_pending", "data_rejected", "waiting_for_golden", "promoted", "not_promoted"

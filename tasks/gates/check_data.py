@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from tasks.config import Settings
 from tasks.gates.suites import CheckResult, evaluate, reference_mix
-from tasks.ingest.objects import _object_lines, _reason_family, parse_object_lines
+from tasks.ingest.objects import parse_object_lines, read_object_lines, reason_family
 from tasks.ingest.pii import get_redactor
 from tasks.storage.s3 import list_objects, s3_client, split_s3_uri
 
@@ -63,7 +63,7 @@ def source_lines(source: str, settings: Settings) -> Iterator[tuple[str, Iterato
         if not keys:
             raise UsageError(f"{source}: no .jsonl or .jsonl.gz objects under this prefix")
         for key in keys:
-            yield f"s3://{bucket}/{key}", _object_lines(client, bucket, key)
+            yield f"s3://{bucket}/{key}", read_object_lines(client, bucket, key)
         return
     files = _local_files(Path(source))
     if not files:
@@ -97,12 +97,12 @@ def check_data(source: str, settings: Settings, reference: str | None = None) ->
             if kind == "ok":
                 parsed.append(row)
             else:
-                reasons[_reason_family(row["reason"])] += 1
+                reasons[reason_family(row["reason"])] += 1
     redactions: Counter[str] = Counter()
     accepted = []
     for clean, reason in get_redactor(settings.pii).redact_records(parsed, redactions):
         if clean is None:
-            reasons[_reason_family(str(reason))] += 1
+            reasons[reason_family(str(reason))] += 1
         else:
             accepted.append(clean)
     mix = load_reference(reference, settings) if reference else None

@@ -54,7 +54,7 @@ def _is_phone(match: str) -> bool:
     return 8 <= digits <= 15 and not ISO_DATE.fullmatch(match) and not _is_card(match)
 
 
-def _is_iban(match: str) -> bool:
+def is_iban(match: str) -> bool:
     compact = match.replace(" ", "")
     rearranged = compact[4:] + compact[:4]
     number = "".join(str(int(c, 36)) for c in rearranged)
@@ -74,7 +74,7 @@ DIGIT = r"\p{Nd}"
 DETECTORS: dict[str, Detector] = {
     "email": Detector(EMAIL, "@", None),
     "card": Detector(CARD, rf"(?:{DIGIT}[ -]?){{12,18}}{DIGIT}", _is_card),
-    "iban": Detector(IBAN, rf"[A-Z]{{2}}{DIGIT}{{2}}", _is_iban),
+    "iban": Detector(IBAN, rf"[A-Z]{{2}}{DIGIT}{{2}}", is_iban),
     "ssn": Detector(SSN, rf"{DIGIT}{{3}}-{DIGIT}{{2}}-{DIGIT}{{4}}", None),
     # the phone pattern always holds two digits, one separator, two digits
     "phone": Detector(PHONE, rf"{DIGIT}{{2}}\P{{Nd}}{DIGIT}{{2}}", _is_phone),

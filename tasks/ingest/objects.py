@@ -172,7 +172,7 @@ def parse_object_lines(
         yield "bad", _quarantine_row(key, None, "empty object: no records")
 
 
-def _object_lines(client: Any, bucket: str, key: str) -> Iterator[bytes]:
+def read_object_lines(client: Any, bucket: str, key: str) -> Iterator[bytes]:
     """Stream an object's lines, gunzipping `.gz` on the fly (never held whole in memory)."""
     body = client.get_object(Bucket=bucket, Key=key)["Body"]
     if key.endswith(".gz"):
@@ -234,7 +234,7 @@ def ingest_objects(settings: Settings, objects: list[ObjectRef], run_id: str) ->
     parsed: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for obj in objects:
-        for kind, row in parse_object_lines(_object_lines(client, s3.bucket, obj.key), obj.key):
+        for kind, row in parse_object_lines(read_object_lines(client, s3.bucket, obj.key), obj.key):
             (parsed if kind == "ok" else rejected).append(row)
 
     redactions: Counter[str] = Counter()
@@ -261,14 +261,14 @@ def ingest_objects(settings: Settings, objects: list[ObjectRef], run_id: str) ->
         records_read=len(accepted) + len(rejected),
         accepted=len(accepted),
         quarantined=len(rejected),
-        quarantine_reasons=dict(Counter(_reason_family(r["reason"]) for r in rejected)),
+        quarantine_reasons=dict(Counter(reason_family(r["reason"]) for r in rejected)),
         staging_key=staging_key,
         quarantine_key=quarantine_key,
         pii_redactions=dict(redactions),
     )
 
 
-def _reason_family(reason: str) -> str:
+def reason_family(reason: str) -> str:
     """Group reasons for reporting ("malformed JSON: ..." → "malformed JSON")."""
     return reason.split(":")[0] if not reason.startswith("`") else reason
 

@@ -44,7 +44,7 @@ from tasks.storage.s3 import (
     upload_dir,
 )
 from tasks.train.base_model import resolve_base_model
-from tasks.train.local import TrainResult
+from tasks.train.result import TrainResult
 
 CHAMPION = "champion"
 PREVIOUS = "previous"

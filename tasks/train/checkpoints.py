@@ -25,8 +25,8 @@ from typing import Any
 
 from tasks.config import Settings
 from tasks.prepare.window import TrainingWindow
+from tasks.run_context import run_logger
 from tasks.storage.s3 import download_prefix, list_objects, s3_client, upload_dir
-from tasks.train.report import run_logger
 
 COMPLETE = "COMPLETE"
 CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)/")
@@ -153,7 +153,7 @@ def s3_sync_callback(settings: Settings, prefix: str):
                 target = upload_checkpoint(settings, local, prefix)
                 keep, best = worker.keep_checkpoints, _step_of(state.best_model_checkpoint)
                 pruned = prune_checkpoints(settings, prefix, keep, best)
-                run_logger().info(
+                run_logger(__name__).info(
                     "checkpoint at step %d synced to s3://%s/%s%s",
                     state.global_step,
                     settings.s3.bucket,

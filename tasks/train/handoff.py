@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from tasks.config import Settings, TrainingSettings
 from tasks.prepare.dataset import DatasetRef
 from tasks.prepare.window import TrainingWindow
+from tasks.run_context import in_prefect_run, run_logger
 from tasks.storage.s3 import (
     download_prefix,
     get_json,
@@ -37,8 +38,8 @@ from tasks.storage.s3 import (
 )
 from tasks.train.base_model import PICKLED_WEIGHTS, resolve_base_model
 from tasks.train.checkpoints import checkpoint_key, checkpoint_prefix
-from tasks.train.local import TrainResult, train_local
-from tasks.train.report import in_prefect_run, run_logger
+from tasks.train.local import train_local
+from tasks.train.result import TrainResult
 
 OUTPUT = "output.json"
 
@@ -167,7 +168,7 @@ def finished_training(settings: Settings, prefix: str, run_id: str) -> FineTuneO
     if body is None:
         return None
     done = FineTuneOutput.model_validate(body)
-    run_logger().info(
+    run_logger(__name__).info(
         "this window and config were trained already: handing off %s again", done.adapter_uri
     )
     if is_main_process():

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from pydantic import BaseModel, Field
 
 from tasks.config import Settings, TrainingSettings
 from tasks.prepare.dataset import DatasetRef
@@ -35,49 +34,15 @@ from tasks.prepare.window import (
     load_window_examples,
     single_version_window,
 )
+from tasks.run_context import run_logger
 from tasks.train.base_model import resolve_base_model
 from tasks.train.checkpoints import download_latest, s3_sync_callback, save_every_minutes
-from tasks.train.report import (
-    TrainLog,
-    hf_model_card,
-    progress_callback,
-    run_logger,
-)
+from tasks.train.report import TrainLog, hf_model_card, progress_callback
+from tasks.train.result import TrainResult
 
 # PEFT 0.21 reads transformers' deprecated `is_gradient_checkpointing` when it wraps a model; no
 # argument avoids it, so exactly that warning is silenced where PEFT wraps, and nothing else.
 PEFT_CHECKPOINTING_WARNING = r"`is_gradient_checkpointing` is deprecated"
-
-
-class TrainResult(BaseModel):
-    adapter_dir: str = Field(description="What the registry uploads: adapter or full weights.")
-    base_model: str
-    base_model_dir: str
-    method: str = "lora"
-    merged_dir: str | None = None
-    steps: int
-    planned_steps: int = 0
-    train_examples: int = Field(description="Examples in the training window.")
-    examples_seen: int = 0
-    fraction_seen: float = Field(0.0, description="examples_seen / train_examples (epochs > 1)")
-    tokens_seen: int = Field(0, description="Non-padding tokens the trainer processed.")
-    processes: int = Field(1, description="Training processes of one data-parallel group.")
-    tokens_per_second: float = 0.0
-    truncated_examples: int = 0
-    train_loss: float
-    best_val_loss: float | None = None
-    val_curve: list[tuple[int, float]] = Field(default_factory=list)
-    loss_curve: list[float]
-    stopped_by: str = "budget"
-    seconds: float
-    device: str
-    precision: str = "fp32"
-    batching: str = "padded, grouped by length"
-    batching_reason: str = ""
-    dataset_versions: list[str] = Field(default_factory=list)
-    init: str = "base"
-    resumed_from_step: int | None = None
-    training_args: dict[str, Any] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -435,7 +400,7 @@ def train_local(
 
     training = settings.training
     started = time.perf_counter()
-    log = run_logger()
+    log = run_logger(__name__)
     set_seed(training.seed)
 
     # setup: device, precision, batching

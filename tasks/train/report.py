@@ -7,37 +7,18 @@ from __future__ import annotations
 import base64
 import io
 import json
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prefect import get_run_logger
-from prefect.context import get_run_context
-from prefect.exceptions import MissingContextError
+from tasks.run_context import in_prefect_run, run_logger
 
 if TYPE_CHECKING:
     from tasks.config import Settings
     from tasks.prepare.window import TrainingWindow
-    from tasks.train.local import TrainResult
+    from tasks.train.result import TrainResult
 
 PROGRESS_KEY = "retrain-training-progress"
-
-
-def run_logger() -> logging.Logger | logging.LoggerAdapter:
-    """The Prefect run logger inside a run; a plain logger when called as `task.fn()`."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("tasks.train.local")
-
-
-def in_prefect_run() -> bool:
-    try:
-        get_run_context()
-    except MissingContextError:
-        return False
-    return True
 
 
 @dataclass
@@ -116,7 +97,7 @@ def progress_callback(train_log: TrainLog):
         def on_log(self, args, state, control, logs=None, **kwargs):
             line = train_log.line(state.global_step, logs or {})
             if line and state.is_world_process_zero:  # one log, not one per launched process
-                run_logger().info(line)
+                run_logger(__name__).info(line)
 
     return PrefectProgress()
 

@@ -29,21 +29,20 @@ from collections.abc import Callable
 from typing import Any
 
 import openai
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.artifacts import (
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.context import FlowRunContext, TaskRunContext
-from prefect.exceptions import MissingContextError
 
 from tasks.config import ApiSettings, Settings
 from tasks.prepare.dataset import DatasetRef
+from tasks.run_context import in_prefect_run, run_logger
 from tasks.storage.s3 import get_json, put_json_if, s3_client
 from tasks.train.api.guards import ProviderCutoff, choose_backend, require_no_pii, require_redacted
 from tasks.train.api.preflight import PreflightReport, preflight, render
-from tasks.train.local import TrainResult
+from tasks.train.result import TrainResult
 
 RUNNING = ("validating_files", "queued", "running", "paused")
 ATTACHABLE = (*RUNNING, "succeeded")  # a failed or cancelled job is retried by a new job
@@ -78,17 +77,6 @@ class ApiTrainResult(TrainResult):
     actual_cost_usd: float | None
     idempotency_key: str
     attached: bool
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
-
-
-def _in_run() -> bool:
-    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
 
 
 # --- client ---------------------------------------------------------------------------------
@@ -250,7 +238,9 @@ def create_job(
             try:
                 client.files.delete(file_id)
             except openai.OpenAIError as cleanup:
-                _logger().warning("could not delete uploaded file %s: %s", file_id, cleanup)
+                run_logger(__name__).warning(
+                    "could not delete uploaded file %s: %s", file_id, cleanup
+                )
         raise
 
 
@@ -271,7 +261,7 @@ class JobWatcher:
         return list(reversed(fresh))  # the API lists newest first
 
     def _report(self) -> None:
-        log = _logger()
+        log = run_logger(__name__)
         for event in self._new_events():
             log.log(
                 logging.WARNING if event.level != "info" else logging.INFO,
@@ -293,7 +283,7 @@ class JobWatcher:
         self._update_progress()
 
     def _update_progress(self) -> None:
-        if not _in_run():
+        if not in_prefect_run():
             return  # called as task.fn(): the log is enough
         description = f"fine-tuning job {self.job.id}: {self.job.status}"
         if self.progress_id is None:
@@ -324,7 +314,9 @@ class JobWatcher:
             raise  # a crash of ours or a transient API error: a retry attaches to the job
         except BaseException:
             # Prefect cancellation (termination signal), Ctrl-C: stop paying for the job
-            _logger().warning("run interrupted: cancelling fine-tuning job %s", self.job.id)
+            run_logger(__name__).warning(
+                "run interrupted: cancelling fine-tuning job %s", self.job.id
+            )
             self.client.fine_tuning.jobs.cancel(self.job.id)
             raise
         return self.job
@@ -357,7 +349,7 @@ def train_api(settings: Settings, dataset: DatasetRef, run_id: str) -> ApiTrainR
         raise ProviderCutoff("; ".join(choice.notes))
     client = api_client(api)  # a missing key fails here, before any data is read
     train, validation, report = checked_files(settings, dataset)
-    log = _logger()
+    log = run_logger(__name__)
     log.info("pre-flight passed:\n%s", render(report))
 
     key = idempotency_key(settings, dataset.version)
@@ -401,7 +393,7 @@ def train_api(settings: Settings, dataset: DatasetRef, run_id: str) -> ApiTrainR
 
 
 def _checkpoint_table(checkpoints: list[dict[str, Any]], job_id: str) -> None:
-    if checkpoints and _in_run():
+    if checkpoints and in_prefect_run():
         create_table_artifact(
             checkpoints, key="retrain-api-checkpoints", description=f"checkpoints of {job_id}"
         )
@@ -463,6 +455,6 @@ def cancel_on_flow_cancellation(flow: Any, flow_run: Any, state: Any) -> None:
     try:
         cancelled = cancel_jobs_of_run(settings, str(flow_run.id))
     except (MissingApiKey, openai.OpenAIError) as error:
-        _logger().error("could not cancel this run's fine-tuning jobs: %s", error)
+        run_logger(__name__).error("could not cancel this run's fine-tuning jobs: %s", error)
         return
-    _logger().warning("run cancelled: cancelled fine-tuning jobs %s", cancelled)
+    run_logger(__name__).warning("run cancelled: cancelled fine-tuning jobs %s", cancelled)
