@@ -28,7 +28,7 @@ from typing import Any
 
 from record import save_figures, stored
 
-from tasks.config import DriftSettings, Settings, apply_runtime_env
+from tasks.config import DriftSettings, Settings, apply_runtime_env, use_settings
 from tasks.ingest.sample_data import build_daily_logs, bundled_csv
 from tasks.monitor.data_drift import compare_batches
 
@@ -250,7 +250,8 @@ def monitor_timing(conversations: int) -> dict[str, Any]:
         _register_smollm2_champion(settings, reference_key, Path(workdir))
         load_before = os.getloadavg()[0]
         started, cpu_started = time.perf_counter(), time.process_time()
-        result = monitor(settings=settings)
+        with use_settings(settings):
+            result = monitor()
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         load_after = os.getloadavg()[0]
         tasks = _task_seconds(result.run_id)

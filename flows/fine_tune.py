@@ -36,7 +36,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.deployments import run_deployment
 
-from tasks.config import Settings, apply_runtime_env
+from tasks.config import Settings, apply_runtime_env, current_settings, use_settings
 from tasks.prepare.dataset import DatasetRef
 from tasks.prepare.window import TrainingWindow
 from tasks.promote.registry import Champion, _version_prefix
@@ -113,17 +113,12 @@ def _train(params: FineTuneParams, settings: Settings) -> FineTuneOutput:
 
 @flow(name="fine-tune")
 def fine_tune(params: FineTuneParams) -> FineTuneOutput:
-    """The deployment entrypoint: train the challenger from S3 references on this worker, upload
-    adapter + report; returns their URIs. Endpoint, bucket and cache come from the worker's
-    environment (RETRAIN_* or retrain.toml), never from whoever starts the run."""
+    """Train the challenger from S3 references on this worker, upload adapter + report; returns
+    their URIs. Endpoint, bucket and cache come from the worker's environment (RETRAIN_* or
+    retrain.toml), never from whoever starts the run; as a subflow of retrain, from the retrain
+    run's settings (`use_settings`)."""
     apply_runtime_env()
-    return _train(params, Settings())
-
-
-@flow(name="fine-tune")
-def fine_tune_here(params: FineTuneParams, settings: Settings) -> FineTuneOutput:
-    """The same run as a subflow of retrain, with the retrain run's settings."""
-    return _train(params, settings)
+    return _train(params, current_settings())
 
 
 def fine_tune_stage(
@@ -158,7 +153,8 @@ def fine_tune_stage(
                 "logs in the Prefect UI; the checkpoints in S3 let a re-run resume"
             )
     else:
-        fine_tune_here(params, settings)
+        with use_settings(settings):
+            fine_tune(params)
     return challenger_result(settings, read_output(settings, run_id))
 
 

@@ -3,21 +3,25 @@
 
     retrain monitor                       # once, against the configured S3 and Prefect API
     prefect deploy --prefect-file deployments/prefect.yaml --name drift-monitor   # hourly
+
+Like the retrain flow, its one parameter is a small form (`MonitorParams`): which model to
+watch. Everything else comes from the worker's environment, or from `tasks.config.use_settings`
+for an in-process caller.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from prefect.runtime import flow_run
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from flows.reports import drift as drift_report
-from tasks.config import Settings, apply_runtime_env
+from tasks.config import MODEL_NAME_PATTERN, Settings, apply_runtime_env, current_settings
 from tasks.environment import require_ready
 from tasks.monitor.alerts import (
     Alert,
@@ -35,6 +39,20 @@ from tasks.storage.s3 import get_json, s3_client
 
 Verdict = Literal["drift", "no_drift", "not_enough_data"]
 EVENT = "retrain.drift.detected"
+
+
+class MonitorParams(BaseModel):
+    """The drift monitor's form: which model to watch; no infrastructure settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_name: Annotated[
+        str | None,
+        Field(
+            pattern=MODEL_NAME_PATTERN,
+            description="Registry name of the model to watch; empty = the worker's setting.",
+        ),
+    ] = None
 
 
 class Reference(BaseModel):
@@ -102,7 +120,7 @@ def evidence(statistics: list[DriftStatistic]) -> list[dict[str, Any]]:
 
 
 @flow(name="monitor")
-def monitor(settings: Settings | None = None) -> MonitorResult:
+def monitor(params: MonitorParams = MonitorParams()) -> MonitorResult:  # noqa: B008 (frozen)
     """Compare recent support logs with the champion's training data and its promotion metrics.
 
     1 window      raw logs of the last `drift.window_hours` (the watermark is left alone)
@@ -113,7 +131,9 @@ def monitor(settings: Settings | None = None) -> MonitorResult:
     6 report      reports/<run-id>/drift.json + chart, artifact, `retrain.drift.detected`
     """
     apply_runtime_env()
-    settings = settings or Settings()
+    settings = current_settings()
+    if params.model_name:
+        settings = settings.model_copy(update={"model_name": params.model_name})
     require_ready(settings)  # credentials, S3, bucket, Prefect API, base model: fail in seconds
     now = datetime.now(UTC)
     run_id = str(flow_run.get_id() or now.strftime("local-%Y%m%dT%H%M%S"))

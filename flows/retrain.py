@@ -1,22 +1,31 @@
 """The retrain flow: new support logs in S3 → a better chatbot model, or a reasoned "no".
 
-retrain run            # against the configured bucket and Prefect API
-retrain demo           # everything local: moto S3, ephemeral Prefect, packaged SmolLM2
+    retrain run            # against the configured bucket and Prefect API
+    retrain demo           # everything local: moto S3, ephemeral Prefect, packaged SmolLM2
+
+Deployments (deployments/prefect.yaml) run this same flow. Its only parameter is the small
+`RunParams` form below, which the Prefect UI renders from its JSON schema: endpoint, bucket,
+cache and base model come from the worker's environment (`RETRAIN_*` or retrain.toml), where an
+operator put them, never from whoever starts a run. In-process callers (the CLI, tests) lay
+their own settings over the environment's with `tasks.config.use_settings`.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.events import emit_event
 from prefect.runtime import flow_run
+from pydantic import BaseModel, ConfigDict, Field
 
 from flows import approval
 from flows.fine_tune import fine_tune_stage
 from flows.reports import evaluation, stages
 from flows.reports.summary import RunSummary
-from tasks.config import Settings, apply_runtime_env
+from flows.run_guard import one_run_per_model
+from tasks.config import MODEL_NAME_PATTERN, Settings, apply_runtime_env, current_settings
 from tasks.environment import require_ready
 from tasks.evaluate.aggregate import GOLDEN, RECENT, ModelRef, compare, score_model
 from tasks.evaluate.hosted import evaluate_hosted
@@ -37,12 +46,57 @@ from tasks.train.api.guards import choose_backend
 from tasks.train.api.jobs import cancel_on_flow_cancellation, register_api_version, train_api
 
 
+class RunParams(BaseModel):
+    """The choices a run exposes in the Prefect UI form; no infrastructure settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_name: Annotated[
+        str | None,
+        Field(
+            pattern=MODEL_NAME_PATTERN,
+            description="Registry name of the model to retrain (lower-case letters, digits, -); "
+            "empty = the worker's setting.",
+        ),
+    ] = None
+    max_steps: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=5000,
+            description="Training budget in optimizer steps; empty = the worker's setting.",
+        ),
+    ] = None
+    reprocess: Annotated[
+        list[str],
+        Field(
+            max_length=100,
+            description="Raw objects (s3://bucket/raw/...) to read again even if already handled.",
+        ),
+    ] = []
+    reason: Annotated[
+        str,
+        Field(
+            max_length=300,
+            description="Why this run started (filled in by schedules and event triggers).",
+        ),
+    ] = "manual"
+
+    def applied_to(self, settings: Settings) -> Settings:
+        """`settings` with this run's choices on top."""
+        training = settings.training
+        if self.max_steps is not None:
+            training = training.model_copy(update={"max_steps": self.max_steps})
+        model_name = self.model_name or settings.model_name
+        return settings.model_copy(update={"model_name": model_name, "training": training})
+
+
 def _resource(settings: Settings) -> dict[str, str]:
     return {"prefect.resource.id": f"retrain.model.{settings.model_name}"}
 
 
 @flow(name="retrain", on_cancellation=[cancel_on_flow_cancellation])
-def retrain(settings: Settings | None = None, reprocess: list[str] | None = None) -> RunSummary:
+def retrain(params: RunParams = RunParams()) -> RunSummary:  # noqa: B008 (frozen)
     """Retrain the support chatbot on logs that arrived since the last run.
 
     1 ingest    new objects only (watermark; `reprocess` re-reads named ones), PII redacted
@@ -58,7 +112,15 @@ def retrain(settings: Settings | None = None, reprocess: list[str] | None = None
     win
     """
     apply_runtime_env()  # deployments start here, not in the CLI: offline and no analytics
-    settings = settings or Settings()
+    settings = params.applied_to(current_settings())
+    logger = get_run_logger()
+    logger.info("retrain of %s started: %s", settings.model_name, params.reason)
+    # one retrain of a model at a time, whoever started it (flows/run_guard.py)
+    with one_run_per_model(settings.model_name, logger.info):
+        return _retrain(settings, params.reprocess)
+
+
+def _retrain(settings: Settings, reprocess: list[str]) -> RunSummary:
     require_ready(settings)  # credentials, S3, bucket, Prefect API, base model: fail in seconds
     run_id = str(flow_run.get_id() or datetime.now(UTC).strftime("local-%Y%m%dT%H%M%S"))
     summary = RunSummary(run_id=run_id, model_name=settings.model_name, bucket=settings.s3.bucket)

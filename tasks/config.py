@@ -12,6 +12,9 @@ defaults below. Credentials are never part of it: boto3 reads them from its usua
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -614,6 +617,10 @@ class EnvCheckSettings(BaseModel):
     )
 
 
+# what a registry model name may be: it becomes part of S3 keys and Prefect limit names
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
 class Settings(BaseSettings):
     """Everything a retrain run needs to know, in one place."""
 
@@ -649,6 +656,28 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_file = os.environ.get("RETRAIN_CONFIG_FILE", "retrain.toml")
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+
+# Flows read their settings from the worker's environment (RETRAIN_* or retrain.toml): whoever
+# starts a deployment run chooses only its small form (flows/retrain.py `RunParams`), never an
+# endpoint or a model. A caller in this process (the CLI's local S3, tests) lays its own
+# `Settings` over the environment's with `use_settings`, the way `prefect.settings` does.
+_LAID_OVER: ContextVar[Settings | None] = ContextVar("retrain_settings", default=None)
+
+
+@contextmanager
+def use_settings(settings: Settings) -> Iterator[Settings]:
+    """Flows started inside this block use `settings` instead of the environment's."""
+    token = _LAID_OVER.set(settings)
+    try:
+        yield settings
+    finally:
+        _LAID_OVER.reset(token)
+
+
+def current_settings() -> Settings:
+    """The settings a flow runs with: those of the innermost `use_settings`, else `Settings()`."""
+    return _LAID_OVER.get() or Settings()
 
 
 RUNTIME_ENV = {

@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from flow_runs import run_retrain
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from flows.retrain import retrain
 from tasks.ingest.objects import WATERMARK_KEY
 from tasks.ingest.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
 from tasks.storage.s3 import get_json, list_objects, s3_client
@@ -57,14 +57,14 @@ def artifacts(flow_run_id: str) -> dict:
 def test_a_small_batch_waits_and_the_next_run_reads_it_with_the_new_one(settings):
     small = seed(settings, limit=8, day=date(2026, 11, 20))
 
-    first = retrain(settings=settings)
+    first = run_retrain(settings)
 
     assert first.decision == "data_pending", first.reasons
     assert first.records_read == 8
     assert small not in watermark(settings)["processed"]  # still pending
 
     more = seed(settings, limit=30, day=date(2026, 11, 21), shuffle=9)
-    second = retrain(settings=strict(settings))
+    second = run_retrain(strict(settings))
 
     assert second.decision == "data_rejected"
     assert second.objects == 2 and second.records_read == 38  # read together
@@ -75,7 +75,7 @@ def test_a_small_batch_waits_and_the_next_run_reads_it_with_the_new_one(settings
 def test_a_rejected_object_is_read_again_only_when_reprocessed(settings):
     key = seed(settings, limit=30, day=date(2026, 11, 21))
 
-    rejected = retrain(settings=strict(settings))
+    rejected = run_retrain(strict(settings))
     assert rejected.decision == "data_rejected"
     shown = artifacts(rejected.run_id)
     bias = shown["retrain-bias"].data
@@ -85,26 +85,26 @@ def test_a_rejected_object_is_read_again_only_when_reprocessed(settings):
     assert f"]({settings.s3.endpoint_url}/{settings.s3.bucket}/{docs_index})" in link
     assert list_objects(s3_client(settings.s3), settings.s3.bucket, docs_index)
 
-    again = retrain(settings=strict(settings))
+    again = run_retrain(strict(settings))
     assert again.decision == "no_new_data" and again.records_read == 0
 
     # after a threshold or suite change, the operator re-runs it on purpose
     uri = f"s3://{settings.s3.bucket}/{key}"
-    reprocessed = retrain(settings=strict(settings), reprocess=[uri])
+    reprocessed = run_retrain(strict(settings), reprocess=[uri])
     assert reprocessed.objects == 1 and reprocessed.records_read == 30
     assert watermark(settings)["verdicts"][key]["run_id"] == reprocessed.run_id
 
 
 def test_a_corrected_object_with_a_new_etag_is_read_by_the_next_run(settings):
     key = seed(settings, limit=30, day=date(2026, 11, 21))
-    rejected = retrain(settings=strict(settings))
+    rejected = run_retrain(strict(settings))
     assert rejected.decision == "data_rejected"
     old_etag = watermark(settings)["processed"][key]
 
     corrected = seed(settings, limit=25, day=date(2026, 11, 21), shuffle=11)  # same key
     assert corrected == key
 
-    rerun = retrain(settings=strict(settings))
+    rerun = run_retrain(strict(settings))
 
     assert rerun.objects == 1 and rerun.records_read == 25
     assert watermark(settings)["processed"][key] != old_etag

@@ -21,7 +21,8 @@ from prefect.events import Event
 from prefect.flows import load_flow_from_entrypoint
 from prefect.settings import PREFECT_API_URL
 
-from flows.run_params import RunParams, settings_for
+from flows.retrain import RunParams
+from tasks.config import Settings
 from tasks.ingest.notifications import ARRIVED, post_events
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def test_every_entrypoint_loads_and_exposes_no_infrastructure_setting(monkeypatc
 
 def test_run_params_override_only_the_run_choices(monkeypatch):
     monkeypatch.setenv("RETRAIN_S3__ENDPOINT_URL", "http://s3.internal:9000")
-    settings = settings_for(RunParams(model_name="billing-bot", max_steps=7))
+    settings = RunParams(model_name="billing-bot", max_steps=7).applied_to(Settings())
     assert (settings.model_name, settings.training.max_steps) == ("billing-bot", 7)
     assert settings.s3.endpoint_url == "http://s3.internal:9000"  # from the worker, not the run
     with pytest.raises(ValueError, match="extra"):
@@ -97,13 +98,13 @@ def test_prefect_deploy_creates_schedules_triggers_and_one_run_per_burst(prefect
         assert fine_tune.entrypoint == "flows/fine_tune.py:fine_tune"
         assert set(fine_tune.parameter_openapi_schema["properties"]) == {"params"}
         retrain = client.read_deployment_by_name(RETRAIN)
-        assert retrain.entrypoint == "flows/run_params.py:retrain_deployment"
+        assert retrain.entrypoint == "flows/retrain.py:retrain"
         assert retrain.work_pool_name == "cpu"
         assert retrain.parameters["params"]["model_name"] == "support-bot"
         schema = retrain.parameter_openapi_schema
         assert set(schema["properties"]) == {"params"}
         form = schema["definitions"]["RunParams"]["properties"]
-        assert set(form) == {"model_name", "max_steps", "reason"}
+        assert set(form) == {"model_name", "max_steps", "reprocess", "reason"}
         assert retrain.global_concurrency_limit.limit == 1
         assert retrain.concurrency_options.collision_strategy == "ENQUEUE"
         (nightly,) = retrain.schedules

@@ -8,6 +8,7 @@ import time
 from datetime import date
 
 import pytest
+from flow_runs import run_retrain
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -21,7 +22,6 @@ from typer.testing import CliRunner
 
 from flows.cli.app import app
 from flows.reports.stages import render
-from flows.retrain import retrain
 from tasks.ingest.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
 from tasks.promote.registry import CHAMPION, model_prefix
 from tasks.storage.s3 import get_json, get_jsonl, list_objects, s3_client
@@ -71,7 +71,7 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
     settings = flow_settings
     seed(settings, limit=240, end=date(2026, 11, 21), bad_records=6)
 
-    summary = retrain(settings=settings)
+    summary = run_retrain(settings)
 
     assert summary.decision == "promoted", summary.reasons
     assert summary.records_read == 246
@@ -126,7 +126,7 @@ def test_first_run_trains_registers_and_promotes_then_a_rerun_skips(flow_setting
     # Second run with NEW logs: the champion is downloaded from S3 and scored on the same
     # golden examples as the new challenger.
     seed(settings, limit=200, end=date(2026, 11, 23), days=2, shuffle=8)  # not in the future
-    second = retrain(settings=settings)
+    second = run_retrain(settings)
 
     assert second.decision in ("promoted", "not_promoted"), second.reasons
     assert second.model_version != summary.model_version
@@ -181,7 +181,7 @@ def test_a_batch_that_fails_the_gate_stops_before_training(flow_settings):
     )
     seed(settings, limit=60, end=date(2026, 11, 21))
 
-    summary = retrain(settings=settings)
+    summary = run_retrain(settings)
 
     assert summary.decision == "data_rejected"
     assert "representation.max_intent_share" in summary.reasons[0]

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fake_openai import FakeOpenAI
+from flow_runs import run_retrain
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -20,7 +21,6 @@ from prefect.client.schemas.filters import (
 )
 from prefect.events.filters import EventFilter
 
-from flows.retrain import retrain
 from tasks.ingest.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
 from tasks.promote.registry import CHAMPION, model_prefix
 from tasks.storage.s3 import get_json, s3_client
@@ -125,7 +125,7 @@ def test_a_run_through_the_api_backend_registers_a_hosted_version(
     config = api_flow_settings(settings, server.base_url, stop_on=stop_on.isoformat())
     seed(config, limit=160, with_pii=True)
 
-    summary = retrain(settings=config)
+    summary = run_retrain(config)
 
     assert summary.decision == "promoted", summary.reasons
     (job,) = server.job_list()
@@ -189,7 +189,7 @@ def test_past_the_cut_off_a_run_is_refused_or_rerouted_to_local(
     refused = api_flow_settings(settings, server.base_url, stop_on="2026-01-06")
     seed(refused, limit=160)
     with pytest.raises(ProviderCutoff, match="fallback_backend"):
-        retrain(settings=refused)
+        run_retrain(refused)
     assert server.requests == []
 
     rerouted = api_flow_settings(
@@ -200,7 +200,7 @@ def test_past_the_cut_off_a_run_is_refused_or_rerouted_to_local(
             "training": rerouted.training.model_copy(update={"base_model": str(tiny_model_dir)})
         }
     )
-    summary = retrain(settings=rerouted)
+    summary = run_retrain(rerouted)
     assert summary.model_version, (summary.decision, summary.reasons)
     assert summary.train_steps == rerouted.training.max_steps
     assert "rerouted to the local backend" in summary.notes[0]

@@ -9,12 +9,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from flow_runs import run_monitor
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from synthetic_logs import make_logs
 from test_flow import emitted_events
 
-from flows.monitor import EVENT, monitor
+from flows.monitor import EVENT
 from tasks.promote.registry import CHAMPION, model_prefix
 from tasks.storage.s3 import get_json, put_json, s3_client
 
@@ -66,7 +67,7 @@ def test_drift_against_a_reference_batch_fires_once_with_numbers_not_texts(monit
     window = make_logs(160, seed=22, new_topic_share=0.3, formal_replies=True)
     recent_logs(settings, window)
 
-    first = monitor(settings=settings)
+    first = run_monitor(settings)
 
     assert first.verdict == "drift" and first.alert.fire
     assert {"category_mix", "agent_length", "agent_embedding"} <= set(first.alert.new)
@@ -88,7 +89,7 @@ def test_drift_against_a_reference_batch_fires_once_with_numbers_not_texts(monit
         for message in record["messages"]:
             assert message["text"] not in payload
 
-    second = monitor(settings=settings)  # the same drift again: reported, not announced again
+    second = run_monitor(settings)  # the same drift again: reported, not announced again
     assert second.verdict == "drift" and not second.alert.fire
     assert "already announced" in second.alert.reason
     state = get_json(client, bucket, f"{settings.s3.state_prefix}drift-{settings.model_name}.json")
@@ -143,7 +144,7 @@ def test_the_champion_is_checked_against_its_own_training_data(
     version = register_champion(settings, tiny_model_dir, tmp_path, [old])
     recent_logs(settings, make_logs(150, seed=32))
 
-    result = monitor(settings=settings)
+    result = run_monitor(settings)
 
     names = {s.name: s for s in result.statistics}
     assert result.verdict == "no_drift", [s for s in result.statistics if s.drifted]
@@ -161,7 +162,7 @@ def test_a_quiet_window_reports_not_enough_data(monitor_settings):
     settings = settings.model_copy(update={"drift": drift})
     recent_logs(settings, make_logs(30, seed=42))
 
-    result = monitor(settings=settings)
+    result = run_monitor(settings)
 
     assert result.verdict == "not_enough_data" and result.statistics == []
     assert not result.alert.fire

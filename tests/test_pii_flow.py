@@ -9,6 +9,7 @@ import json
 from datetime import date
 
 import pytest
+from flow_runs import run_retrain
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -18,7 +19,6 @@ from prefect.client.schemas.filters import (
 )
 from prefect.events.filters import EventFilter, EventResourceFilter
 
-from flows.retrain import retrain
 from tasks.ingest.sample_data import build_daily_logs, bundled_csv, upload_daily_logs
 from tasks.storage.s3 import list_objects, put_jsonl, s3_client
 
@@ -91,7 +91,7 @@ def test_planted_pii_never_leaves_raw(flow_settings):
     body = client.get_object(Bucket=bucket, Key=planted_key)["Body"].read()
     client.put_object(Bucket=bucket, Key=planted_key, Body=body + malformed.encode() + b"\n")
 
-    summary = retrain(settings=settings)
+    summary = run_retrain(settings)
 
     assert summary.decision in {"promoted", "not_promoted"}, summary.reasons
     assert summary.pii_redactions.get("EMAIL", 0) >= 2 and summary.pii_redactions.get("PERSON")

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from flow_runs import run_monitor, run_retrain
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner
 
 from flows.cli.app import app
-from flows.monitor import monitor
-from flows.retrain import retrain
 from tasks.environment import (
     BASE_MODEL,
     BUCKET,
@@ -249,9 +248,9 @@ def test_a_base_model_in_s3_is_checked_by_listing_it(settings, tmp_path, tiny_mo
 @pytest.mark.usefixtures("prefect_api")
 def test_the_flows_check_first_and_touch_nothing(settings, tmp_path):
     with pytest.raises(EnvironmentNotReady, match="RETRAIN_S3__BUCKET"):
-        retrain(settings=with_s3(settings, bucket="no-such-retrain-bucket"))
+        run_retrain(with_s3(settings, bucket="no-such-retrain-bucket"))
 
     no_model = with_base_model(settings, str(tmp_path / "nowhere"))
     with pytest.raises(EnvironmentNotReady, match=r"training\.base_model"):
-        monitor(settings=no_model)
+        run_monitor(no_model)
     assert list(list_objects(s3_client(settings.s3), settings.s3.bucket, "")) == []

@@ -28,8 +28,8 @@ from prefect.client.schemas.filters import (
 from prefect.settings import PREFECT_API_URL
 
 from flows.reports.summary import RunSummary
+from flows.retrain import RunParams, retrain
 from flows.run_guard import one_run_per_model, slot_name
-from flows.run_params import RunParams, retrain_deployment
 
 ROOT = str(Path(__file__).resolve().parents[1])
 
@@ -65,7 +65,7 @@ def test_a_manual_and_a_deployment_run_of_one_model_wait_and_never_overlap(setti
     deployment_result: dict[str, RunSummary] = {}
 
     def deployment_run() -> None:
-        flow = retrain_deployment.with_options(flow_run_name=deployment_run_name)
+        flow = retrain.with_options(flow_run_name=deployment_run_name)
         deployment_result["summary"] = flow(params=RunParams(model_name=model))
 
     holder_said: list[str] = []
@@ -88,7 +88,7 @@ def test_a_manual_and_a_deployment_run_of_one_model_wait_and_never_overlap(setti
         )
         deployment_said = _wait_until(
             "the deployment run logs that it waits",
-            lambda: _run_logs_with(client, deployment_run_name, waiting),
+            lambda: _run_logs_with(client, _run_id_named(client, deployment_run_name), waiting),
         )
         assert deployment.is_alive() and manual.poll() is None
         released = datetime.now().astimezone()
@@ -104,16 +104,16 @@ def test_a_manual_and_a_deployment_run_of_one_model_wait_and_never_overlap(setti
     assert deployment_said.flow_run_id == uuid.UUID(deployment_summary.run_id)
 
     with get_client(sync_client=True) as client:
-        # the manual run's flow run starts only once it holds the slot
-        manual_record = client.read_flow_run(manual_summary["run_id"])
-        manual_span = (manual_record.start_time, _summary_written_at(client, manual_record.id))
-        # the deployment run is Running while it waits; its log says when it got the slot
-        got = _wait_until(
-            "the deployment run logs that it got the slot",
-            lambda: _run_logs_with(client, deployment_run_name, "got the concurrency slot"),
-            timeout_s=15,
-        )
-        deployment_span = (got.timestamp, _summary_written_at(client, deployment_summary.run_id))
+        # both runs are Running while they wait; each one's log says when it got the slot
+        spans = []
+        for run_id in (manual_summary["run_id"], deployment_summary.run_id):
+            got = _wait_until(
+                f"run {run_id} logs that it got the slot",
+                lambda run_id=run_id: _run_logs_with(client, run_id, "got the concurrency slot"),
+                timeout_s=15,
+            )
+            spans.append((got.timestamp, _summary_written_at(client, run_id)))
+        manual_span, deployment_span = spans
 
     assert manual_span[0] >= released and deployment_span[0] >= released
     first, second = sorted([manual_span, deployment_span])
@@ -128,12 +128,16 @@ def _line_with(process: subprocess.Popen, text: str) -> str | None:
     return None
 
 
-def _run_logs_with(client, run_name: str, text: str):
-    """The first log line of the named flow run that holds `text`, once the API has it."""
+def _run_id_named(client, run_name: str):
     runs = client.read_flow_runs(
         flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name]))
     )
-    if not runs:
+    return runs[0].id if runs else None
+
+
+def _run_logs_with(client, run_id, text: str):
+    """The first log line of the flow run `run_id` that holds `text`, once the API has it."""
+    if run_id is None:
         return None
-    logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[runs[0].id])))
+    logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
     return next((log for log in logs if text in log.message), None)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from tasks.config import Settings, apply_runtime_env
+from flows.cli.common import load_settings
 
 
 def check_data(
@@ -31,9 +31,9 @@ def check_data(
     from tasks.gates.check_data import UsageError
     from tasks.gates.check_data import check_data as run_checks
 
-    apply_runtime_env()
+    settings = load_settings(exit_code=2)
     try:
-        result = run_checks(source, Settings(), reference)
+        result = run_checks(source, settings, reference)
     except UsageError as error:
         typer.secho(f"check-data: {error}", err=True, fg="red")
         raise typer.Exit(2) from error

@@ -12,17 +12,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from tasks.config import Settings, apply_runtime_env
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as error:  # a RETRAIN_* variable or retrain.toml value is wrong
-        typer.secho(f"settings are invalid: {error}", err=True, fg="red")
-        raise typer.Exit(1) from error
+from flows.cli.common import load_settings
+from tasks.config import Settings
 
 
 def doctor(
@@ -31,8 +23,7 @@ def doctor(
     """Check S3 credentials, endpoint and bucket, the Prefect API and the base model."""
     from tasks.environment import check_environment
 
-    apply_runtime_env()
-    report = check_environment(_settings())
+    report = check_environment(load_settings())
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:

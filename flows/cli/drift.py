@@ -1,8 +1,7 @@
-"""`retrain drift` and `retrain monitor`: compare two batches of support logs, or run the monitor.
+"""`retrain drift`: compare two batches of support logs, statistic by statistic.
 
     retrain drift --reference logs/october/ --current s3://bucket/raw/support-logs/dt=2026-11-22/
     retrain drift --reference a.jsonl.gz --current b.jsonl --json
-    retrain monitor --json
 
 `drift` exit codes: 0 no drift, 3 drift, 1 an error or too little data, 2 a usage error.
 """
@@ -15,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from tasks.config import Settings, apply_runtime_env
+from flows.cli.common import load_settings
 
 EXIT_DRIFT = 3
 
@@ -25,7 +24,7 @@ SourceOption = Annotated[
 ]
 
 
-def _table(statistics: list) -> str:
+def text_table(statistics: list) -> str:
     rows = [("statistic", "value", "threshold", "p-value", "verdict")]
     rows += [
         (
@@ -58,8 +57,7 @@ def drift(
     from tasks.monitor.data_drift import compare_batches
     from tasks.monitor.sources import read_batch
 
-    apply_runtime_env()
-    settings = Settings()
+    settings = load_settings()
     try:
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the report
             batches = [read_batch(source, settings.s3) for source in (reference, current)]
@@ -84,29 +82,6 @@ def drift(
             f"(lines rejected by the log contract: {rejected['reference']}, {rejected['current']})"
         )
         if report.statistics:
-            typer.echo("\n" + _table(report.statistics))
+            typer.echo("\n" + text_table(report.statistics))
             typer.echo("\n".join(shares_table(report.statistics)))
     raise typer.Exit({"drift": EXIT_DRIFT, "no_drift": 0}.get(verdict, 1))
-
-
-def monitor(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-) -> None:
-    """Run the drift monitor once against the configured S3 and Prefect API."""
-    from flows.monitor import monitor as monitor_flow
-
-    apply_runtime_env()
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            result = monitor_flow(settings=Settings())
-    except Exception as error:
-        typer.secho(f"monitor failed: {type(error).__name__}: {error}", err=True, fg="red")
-        raise typer.Exit(1) from error
-    if as_json:
-        typer.echo(result.model_dump_json(indent=2))
-    else:
-        typer.echo(f"{result.verdict}: {result.alert.reason}")
-        typer.echo("\n".join(result.messages))
-        if result.statistics:
-            typer.echo("\n" + _table(result.statistics))
-        typer.echo(f"\nreport: {result.report_key}")

@@ -13,17 +13,17 @@ from typing import Annotated
 
 import typer
 
-from tasks.config import Settings, apply_runtime_env
+from flows.cli.common import load_settings
 
-events_app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True)
+app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True)
 
 
-@events_app.callback()
+@app.callback()
 def events() -> None:
     """Keeps `bridge` a subcommand also when run as `python -m flows.cli.events`."""
 
 
-@events_app.command()
+@app.command()
 def bridge(
     queue_url: Annotated[str, typer.Option(help="SQS queue that receives the S3 notifications.")],
     once: Annotated[bool, typer.Option(help="Handle one batch and exit (for cron).")] = False,
@@ -35,8 +35,7 @@ def bridge(
     from tasks.ingest.notifications import drain_queue
     from tasks.storage.aws_session import aws_session
 
-    apply_runtime_env()
-    s3 = Settings().s3
+    s3 = load_settings().s3
     sqs = aws_session(s3).client("sqs", endpoint_url=s3.endpoint_url, region_name=s3.region)
     typer.echo(f"forwarding s3://{s3.bucket}/{s3.raw_prefix} notifications from {queue_url}")
     while True:
@@ -48,4 +47,4 @@ def bridge(
 
 
 if __name__ == "__main__":
-    events_app()
+    app()

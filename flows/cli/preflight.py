@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from tasks.config import Settings
+from flows.cli.common import load_settings
 
 ExistingFile = Annotated[
     Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="Training JSONL file.")
@@ -42,11 +41,7 @@ def preflight(
     from tasks.train.api.preflight import preflight as run_checks
     from tasks.train.api.preflight import render
 
-    try:
-        api = Settings().training.api
-    except ValidationError as error:  # a bad retrain.toml / RETRAIN_ variable is a usage error
-        typer.secho(f"invalid settings: {error}", err=True, fg="red")
-        raise typer.Exit(2) from error
+    api = load_settings(exit_code=2).training.api  # bad settings are a usage error
     try:
         report = run_checks(
             _lines(file), _lines(validation) if validation else None, api, model=model

@@ -11,8 +11,7 @@ from pydantic import BaseModel, Field
 
 from tasks.evaluate.aggregate import SliceMetrics  # a field type: needed at run time
 
-if TYPE_CHECKING:  # parameter types only: importing them costs seconds (pandas, GX) in the
-    # worker's new process before a deployment run shows Running (flows/run_params.py)
+if TYPE_CHECKING:  # parameter types only: the summary is read without the pipeline's libraries
     from tasks.evaluate.aggregate import Comparison
     from tasks.gates.suites import QualityReport
     from tasks.ingest.objects import IngestResult, ObjectRef
