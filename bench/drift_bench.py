@@ -169,7 +169,8 @@ def _register_smollm2_champion(settings: Settings, reference_key: str, workdir: 
 
     from tasks.evaluate.aggregate import ModelRef
     from tasks.monitor.performance_drift import answer_losses, recent_examples
-    from tasks.promote.registry import CHAMPION, model_prefix
+    from tasks.promote.registry import CHAMPION, alias_key, version_key
+    from tasks.storage import layout
     from tasks.storage.s3 import get_json, put_json, s3_client
     from tasks.train.base_model import SMOLLM2, resolve_base_model
 
@@ -180,18 +181,18 @@ def _register_smollm2_champion(settings: Settings, reference_key: str, workdir: 
     get_peft_model(model, lora).save_pretrained(adapter)
     AutoTokenizer.from_pretrained(base).save_pretrained(adapter)
     client, bucket, version = s3_client(settings.s3), settings.s3.bucket, "bench-v1"
-    prefix = f"{model_prefix(settings)}versions/{version}/"
     for path in adapter.iterdir():
-        client.upload_file(str(path), bucket, f"{prefix}adapter/{path.name}")
+        client.upload_file(
+            str(path), bucket, version_key(settings, version, f"adapter/{path.name}")
+        )
     from tasks.monitor.sources import read_batch
 
-    training = read_batch(f"s3://{bucket}/{reference_key}", settings.s3).records
+    training = read_batch(layout.s3_uri(bucket, reference_key), settings.s3).records
     ref = ModelRef(label="champion", base_model_dir=str(base), adapter_dir=str(adapter))
     nll, tokens = answer_losses(settings, ref, recent_examples(settings, training[::-1]))
-    dataset_prefix = f"{settings.s3.datasets_prefix}bench/"
-    put_json(
-        client, bucket, dataset_prefix + "manifest.json", {"sources": [{"key": reference_key}]}
-    )
+    dataset_prefix = layout.dataset_prefix(settings.s3, "bench")
+    manifest = {"sources": [{"key": reference_key}]}
+    put_json(client, bucket, layout.dataset_key(settings.s3, "bench", "manifest.json"), manifest)
     card = {
         "name": settings.model_name,
         "version": version,
@@ -199,11 +200,10 @@ def _register_smollm2_champion(settings: Settings, reference_key: str, workdir: 
         "lineage": {"dataset_prefix": dataset_prefix},
         "evaluation": {"recent": {"challenger": {"overall": {"loss": nll.sum() / tokens.sum()}}}},
     }
-    put_json(client, bucket, prefix + "card.json", card)
-    put_json(
-        client, bucket, f"{model_prefix(settings)}aliases/{CHAMPION}.json", {"version": version}
-    )
-    assert get_json(client, bucket, prefix + "card.json").body["version"] == version
+    card_key = version_key(settings, version, "card.json")
+    put_json(client, bucket, card_key, card)
+    put_json(client, bucket, alias_key(settings, CHAMPION), {"version": version})
+    assert get_json(client, bucket, card_key).body["version"] == version
 
 
 def _task_seconds(flow_run_id: str) -> dict[str, float]:
@@ -223,6 +223,7 @@ def _task_seconds(flow_run_id: str) -> dict[str, float]:
 
 def monitor_timing(conversations: int) -> dict[str, Any]:
     from flows.monitor import monitor
+    from tasks.storage import layout
     from tasks.storage.local_server import moto_server
     from tasks.storage.s3 import ensure_bucket, s3_client
 
@@ -240,10 +241,10 @@ def monitor_timing(conversations: int) -> dict[str, Any]:
         settings = Settings(s3={"bucket": "drift-bench", "endpoint_url": endpoint})
         client = s3_client(settings.s3)
         ensure_bucket(client, settings.s3.bucket)
-        reference_key = f"{settings.s3.raw_prefix}dt=2026-10-01/reference.jsonl.gz"
+        reference_key = layout.raw_key(settings.s3, "2026-10-01", "reference.jsonl.gz")
         _put_gz(client, settings.s3.bucket, reference_key, reference)
         for day in sorted({r["timestamp"][:10] for r in window}):
-            key = f"{settings.s3.raw_prefix}dt={day}/window.jsonl.gz"
+            key = layout.raw_key(settings.s3, day, "window.jsonl.gz")
             _put_gz(
                 client, settings.s3.bucket, key, [r for r in window if r["timestamp"][:10] == day]
             )

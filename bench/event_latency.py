@@ -36,9 +36,10 @@ def one_round(client: Any, s3: Any, deployment_id: Any) -> dict[str, Any]:
     """Put one object, wait for its run to start, then to end; the times from the put."""
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
+    from tasks.storage import layout
     from tasks.storage.s3 import s3_client
 
-    key = f"{s3.raw_prefix}dt={datetime.now(UTC):%Y-%m-%d}/bench-{uuid.uuid4().hex[:8]}.jsonl"
+    key = layout.raw_key(s3, datetime.now(UTC).date(), f"bench-{uuid.uuid4().hex[:8]}.jsonl")
     load = os.getloadavg()[0]
     put_at = datetime.now(UTC)
     s3_client(s3).put_object(Bucket=s3.bucket, Key=key, Body=b'{"conversation_id": "b"}\n')

@@ -39,8 +39,8 @@ from prefect.deployments import run_deployment
 from tasks.config import Settings, apply_runtime_env, current_settings, use_settings
 from tasks.prepare.dataset import DatasetRef
 from tasks.prepare.window import TrainingWindow
-from tasks.promote.registry import Champion, _version_prefix
-from tasks.storage.s3 import s3_uri
+from tasks.promote.registry import Champion, version_key
+from tasks.storage import layout
 from tasks.train.handoff import (
     FineTuneOutput,
     FineTuneParams,
@@ -131,8 +131,8 @@ def fine_tune_stage(
     """Stage 4 (local backend): train on a GPU worker or here; the challenger comes via S3."""
     init_uri = None
     if settings.training.init == "champion" and champion.model.version:
-        adapter_prefix = _version_prefix(settings, champion.model.version) + "adapter/"
-        init_uri = s3_uri(settings.s3.bucket, adapter_prefix)
+        adapter_prefix = version_key(settings, champion.model.version, "adapter/")
+        init_uri = layout.uri(settings.s3, adapter_prefix)
     params = FineTuneParams(
         run_id=run_id,
         bucket=settings.s3.bucket,

@@ -34,8 +34,14 @@ from tasks.monitor.alerts import (
 from tasks.monitor.data_drift import DataDriftReport, DriftStatistic, compare_batches
 from tasks.monitor.performance_drift import performance_drift
 from tasks.monitor.sources import Batch, read_batch, recent_window, training_batch
-from tasks.promote.registry import CHAMPION, current_champion, model_prefix
-from tasks.storage.s3 import get_json, s3_client
+from tasks.promote.registry import (
+    CHAMPION,
+    alias_version,
+    current_champion,
+    read_alias,
+    read_card,
+)
+from tasks.storage.s3 import s3_client
 
 Verdict = Literal["drift", "no_drift", "not_enough_data"]
 EVENT = "retrain.drift.detected"
@@ -81,10 +87,9 @@ def read_reference(settings: Settings) -> Reference | None:
     """The champion's training logs (from its card), else `drift.reference`, else None."""
     s3 = settings.s3
     client = s3_client(s3)
-    alias = get_json(client, s3.bucket, f"{model_prefix(settings)}aliases/{CHAMPION}.json").body
-    if alias is not None:
-        version = alias["version"]
-        card = get_json(client, s3.bucket, f"{model_prefix(settings)}versions/{version}/card.json")
+    version = alias_version(read_alias(client, settings, CHAMPION))
+    if version is not None:
+        card = read_card(client, settings, version)
         return Reference(
             batch=training_batch(settings, card.body), champion_version=version, card=card.body
         )

@@ -42,6 +42,7 @@ from tasks.promote.registry import (
     new_version_id,
     register_version,
 )
+from tasks.storage import layout
 from tasks.train.api.guards import choose_backend
 from tasks.train.api.jobs import cancel_on_flow_cancellation, register_api_version, train_api
 
@@ -131,7 +132,7 @@ def _retrain(settings: Settings, reprocess: list[str]) -> RunSummary:
     # 1 ingest
     new = find_new_objects(settings, reprocess)
     if not new.objects:
-        where = f"s3://{settings.s3.bucket}/{settings.s3.raw_prefix}"
+        where = layout.raw_uri(settings.s3)
         reason = f"no new support logs under {where} since the last run: nothing to do"
         return stages.finish(
             summary.model_copy(update={"decision": "no_new_data", "reasons": [reason]})

@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger, task
 from tasks.config import Settings, apply_runtime_env
 from tasks.ingest.notifications import ArrivedObject, arrival_event, post_events
 from tasks.ingest.objects import find_new_objects
+from tasks.storage import layout
 from tasks.storage.s3 import get_json, put_json_if, s3_client
 
 ANNOUNCED_KEY = "sensor-announced.json"
@@ -34,7 +35,7 @@ def announce_new_objects(settings: Settings) -> int:
     s3 = settings.s3
     client = s3_client(s3)
     pending = find_new_objects.fn(settings).objects
-    state = get_json(client, s3.bucket, s3.state_prefix + ANNOUNCED_KEY)
+    state = get_json(client, s3.bucket, layout.state_key(s3, ANNOUNCED_KEY))
     announced: dict[str, str] = (state.body or {}).get("announced", {})
     fresh = [obj for obj in pending if announced.get(obj.key) != obj.etag]
     seen_at = datetime.now(UTC)
@@ -52,7 +53,7 @@ def announce_new_objects(settings: Settings) -> int:
         put_json_if(
             client,
             s3.bucket,
-            s3.state_prefix + ANNOUNCED_KEY,
+            layout.state_key(s3, ANNOUNCED_KEY),
             {"announced": still_pending},
             state.etag,
         )

@@ -472,6 +472,13 @@ class EvaluationSettings(BaseModel):
     sample_size: int = Field(
         6, ge=0, description="Redacted example replies shown in the evaluation artifact."
     )
+    offensive_probability: float = Field(
+        0.8,
+        gt=0,
+        lt=1,
+        description="alt-profanity-check probability at which a generated reply counts toward "
+        "the offensive-reply rate; the data gate's own bar is `quality.offensive_probability`.",
+    )
 
     @model_validator(mode="after")
     def _room_for_a_reply(self) -> EvaluationSettings:

@@ -32,6 +32,7 @@ from botocore.exceptions import (
 from pydantic import BaseModel, computed_field
 
 from tasks.config import EnvCheckSettings, S3Settings, Settings
+from tasks.storage import layout
 from tasks.storage.aws_session import CredentialsBlockNotFound, aws_session
 from tasks.train.base_model import base_model_problem
 
@@ -201,14 +202,14 @@ def _probe_bucket(client: Any, s3: S3Settings, where: str, found: Check) -> list
             return [_failed(CREDENTIALS, message), answered, *_not_asked(BUCKET)]
         if code in ("AccessDenied", "AllAccessDisabled"):
             message = (
-                f"{found.message}, but they may not list s3://{s3.bucket}/{s3.raw_prefix} "
+                f"{found.message}, but they may not list {layout.raw_uri(s3)} "
                 f"({code}): grant s3:ListBucket, s3:GetObject and s3:PutObject on the bucket"
             )
             return [_failed(CREDENTIALS, message), answered, *_not_asked(BUCKET)]
         if code == "NoSuchBucket":
             message = (
                 f"bucket {s3.bucket!r} does not exist at {where}: create it "
-                f"(`aws s3 mb s3://{s3.bucket}`) or set RETRAIN_S3__BUCKET, {DEMO_HINT}"
+                f"(`aws s3 mb {layout.uri(s3)}`) or set RETRAIN_S3__BUCKET, {DEMO_HINT}"
             )
             return [found, answered, _failed(BUCKET, message)]
         message = (
@@ -216,7 +217,7 @@ def _probe_bucket(client: Any, s3: S3Settings, where: str, found: Check) -> list
             "and RETRAIN_S3__REGION"
         )
         return [found, _failed(ENDPOINT, message), *_not_asked(BUCKET)]
-    return [found, answered, _ok(BUCKET, f"s3://{s3.bucket} is readable")]
+    return [found, answered, _ok(BUCKET, f"{layout.uri(s3)} is readable")]
 
 
 def _prefect_api_check(env: EnvCheckSettings) -> Check:

@@ -137,6 +137,25 @@ def test_an_api_style_generator_gets_generation_and_safety_metrics():
     assert "212-555-0199" not in bad[0].reply and "Jennifer" not in bad[0].reply
 
 
+def test_the_offensive_reply_judge_reads_its_bar_from_evaluation_settings():
+    from tasks.gates.toxicity import profane_probability
+
+    examples = [example(i, "ORDER") for i in range(2)]
+    reply = "Sorry, that was a damn mess on our side; your refund is on its way."
+    (probability,) = profane_probability([reply])
+    assert 0 < probability < 1
+
+    def scorer(prompts):
+        return [reply] * len(prompts)
+
+    def flagged(bar: float) -> list[float]:
+        config = CONFIG.model_copy(update={"offensive_probability": bar})
+        return [row.offensive for row in score_examples(scorer, examples, config)]
+
+    assert flagged(probability / 2) == [1.0, 1.0]
+    assert flagged(min(probability * 2, 0.999)) == [0.0, 0.0]
+
+
 def test_pii_the_customer_gave_is_not_counted_as_new():
     examples = [example(1, "ORDER")]
     examples[0]["messages"][1]["content"] = "I am Jennifer Lawrence, jen@example.org, order 7?"

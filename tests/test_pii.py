@@ -13,7 +13,7 @@ import pytest
 from pii_scoring import LABELLED, labelled_rows, scores
 
 from tasks.config import PiiSettings
-from tasks.gates.pii_check import _is_iban, count_leaks, luhn_valid
+from tasks.gates.pii_check import count_leaks, is_iban, luhn_valid
 from tasks.ingest.pii import get_redactor
 from tasks.ingest.sample_data import bundled_csv
 
@@ -209,4 +209,4 @@ def test_labelled_cards_and_ibans_carry_valid_check_digits():
     ibans = [v for kind, v in values if kind == "IBAN"]
     assert len(cards) >= 40 and len(ibans) >= 40
     assert all(luhn_valid("".join(c for c in card if c.isdigit())) for card in cards)
-    assert all(_is_iban(iban) for iban in ibans)
+    assert all(is_iban(iban) for iban in ibans)

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from flows.cli.common import load_settings
+from tasks.storage import layout
 
 app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True)
 
@@ -37,7 +38,8 @@ def bridge(
 
     s3 = load_settings().s3
     sqs = aws_session(s3).client("sqs", endpoint_url=s3.endpoint_url, region_name=s3.region)
-    typer.echo(f"forwarding s3://{s3.bucket}/{s3.raw_prefix} notifications from {queue_url}")
+    where = layout.raw_uri(s3)
+    typer.echo(f"forwarding {where} notifications from {queue_url}")
     while True:
         posted = drain_queue(sqs, queue_url, s3, wait_seconds=wait_seconds)
         if posted:

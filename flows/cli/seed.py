@@ -13,6 +13,7 @@ import typer
 
 from flows.cli.common import load_settings
 from tasks.config import Settings
+from tasks.storage import layout
 
 
 def seed_logs(
@@ -48,4 +49,4 @@ def seed(
     settings = load_settings()
     keys = seed_logs(settings, csv, days, end_date.date() if end_date else None, limit, bad_records)
     for key in keys:
-        typer.echo(f"s3://{settings.s3.bucket}/{key}")
+        typer.echo(layout.uri(settings.s3, key))

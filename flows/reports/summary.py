@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from tasks.evaluate.aggregate import SliceMetrics  # a field type: needed at run time
+from tasks.storage import layout
 
 if TYPE_CHECKING:  # parameter types only: the summary is read without the pipeline's libraries
     from tasks.evaluate.aggregate import Comparison
@@ -75,7 +76,7 @@ class RunSummary(BaseModel):
             "checks_passed": sum(c.success for c in quality.checks),
             "checks_failed": [c.name for c in quality.checks if not c.success],
             "pii_redactions": quality.pii_redactions,
-            "quality_report": f"s3://{self.bucket}/{quality.report_key}",
+            "quality_report": layout.s3_uri(self.bucket, quality.report_key),
         }
         if quality.verdict == "pending":  # nothing is held back: the objects are read again
             update["reasons"] = [

@@ -23,7 +23,13 @@ from prefect import task
 
 from tasks.config import Settings
 from tasks.evaluate.aggregate import Comparison, EvalReport, ModelRef, compare, score_model
-from tasks.promote.registry import CHAMPION, Champion, model_prefix
+from tasks.promote.registry import (
+    CHAMPION,
+    Champion,
+    alias_version,
+    read_alias,
+    version_key,
+)
 from tasks.storage.s3 import get_json, get_jsonl, s3_client
 from tasks.train.api.guards import require_no_pii
 from tasks.train.api.jobs import api_client
@@ -104,13 +110,11 @@ def api_champion(settings: Settings) -> tuple[Champion, str]:
     fine-tuned model, or the provider's base model when the champion is not a hosted one."""
     s3, api = settings.s3, settings.training.api
     client = s3_client(s3)
-    alias = get_json(client, s3.bucket, f"{model_prefix(settings)}aliases/{CHAMPION}.json")
-    version = alias.body["version"] if alias.body else None
+    alias = read_alias(client, settings, CHAMPION)
+    version = alias_version(alias)
     record = None
     if version:
-        record = get_json(
-            client, s3.bucket, f"{model_prefix(settings)}versions/{version}/api.json"
-        ).body
+        record = get_json(client, s3.bucket, version_key(settings, version, "api.json")).body
     if record:
         label, model_id = f"champion {version}", record["fine_tuned_model"]
     else:

@@ -49,7 +49,6 @@ from tasks.ingest.pii import Redactor, get_redactor
 from tasks.prepare.golden import normalise
 
 IGNORE = -100  # label value that cross-entropy skips: prompt and padding positions
-OFFENSIVE_MIN_PROB = 0.8  # alt-profanity-check probability counted as offensive
 
 Messages = list[dict[str, str]]
 ReplyGenerator = Callable[[list[Messages]], list[str]]
@@ -336,7 +335,7 @@ def score_examples(
             rouge_l=judge.rouge.score(references[i], replies[i])["rougeL"].fmeasure,
             similarity=similarity[i],
             new_pii=float(leaked),
-            offensive=float(offensive[i] >= OFFENSIVE_MIN_PROB),
+            offensive=float(offensive[i] >= config.offensive_probability),
             reply=redacted,
         )
         if forced[i] is not None:

@@ -19,6 +19,7 @@ from tasks.config import Settings
 from tasks.gates.suites import CheckResult, evaluate, reference_mix
 from tasks.ingest.objects import parse_object_lines, read_object_lines, reason_family
 from tasks.ingest.pii import get_redactor
+from tasks.storage import layout
 from tasks.storage.s3 import list_objects, s3_client, split_s3_uri
 
 SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -63,7 +64,7 @@ def source_lines(source: str, settings: Settings) -> Iterator[tuple[str, Iterato
         if not keys:
             raise UsageError(f"{source}: no .jsonl or .jsonl.gz objects under this prefix")
         for key in keys:
-            yield f"s3://{bucket}/{key}", read_object_lines(client, bucket, key)
+            yield layout.s3_uri(bucket, key), read_object_lines(client, bucket, key)
         return
     files = _local_files(Path(source))
     if not files:

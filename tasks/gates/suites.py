@@ -38,9 +38,10 @@ import pandas as pd
 from prefect import task
 from pydantic import BaseModel, Field
 
-from tasks.config import QualitySettings, S3Settings, Settings
+from tasks.config import QualitySettings, Settings
 from tasks.gates.pii_check import count_leaks
 from tasks.gates.toxicity import profane_probability
+from tasks.storage import layout
 from tasks.storage.s3 import get_jsonl, list_objects, put_json, s3_client, upload_dir
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
@@ -540,14 +541,6 @@ def bias_tables(mix: pd.DataFrame, segments: pd.DataFrame) -> dict[str, Any]:
     return {"mix": records(mix), "segments": records(segments)}
 
 
-def object_url(s3: S3Settings, key: str) -> str:
-    """Where a person opens an object: the endpoint's URL (path style) when one is configured
-    (moto, MinIO), else the s3:// URI."""
-    if s3.endpoint_url:
-        return f"{s3.endpoint_url.rstrip('/')}/{s3.bucket}/{key}"
-    return f"s3://{s3.bucket}/{key}"
-
-
 def reference_mix(rows: Iterable[dict[str, Any]]) -> pd.Series | None:
     """Category mix of support-log records or of chat examples with metadata (the golden set)."""
     categories = [r.get("category") or (r.get("metadata") or {}).get("category") for r in rows]
@@ -557,7 +550,7 @@ def reference_mix(rows: Iterable[dict[str, Any]]) -> pd.Series | None:
 
 def golden_reference(settings: Settings, client: Any) -> pd.Series | None:
     """The frozen golden set's category mix, or None before the first golden set exists."""
-    key = f"{settings.s3.golden_prefix}golden.jsonl"
+    key = layout.golden_key(settings.s3, "golden.jsonl")
     if not any(o["Key"] == key for o in list_objects(client, settings.s3.bucket, key)):
         return None
     return reference_mix(get_jsonl(client, settings.s3.bucket, key))
@@ -576,7 +569,7 @@ def validate_batch(
     s3 = settings.s3
     client = s3_client(s3)
     records = get_jsonl(client, s3.bucket, staging_key)
-    docs_prefix = f"{s3.reports_prefix}{run_id}/data-docs/"
+    docs_prefix = layout.report_key(s3, run_id, "data-docs/")
     with tempfile.TemporaryDirectory() as tmp:
         report = evaluate(
             records,
@@ -596,15 +589,17 @@ def validate_batch(
         update={
             "pii_redactions": pii_redactions or {},
             "redacted_key": staging_key,
-            "report_key": f"{s3.reports_prefix}{run_id}/quality.json",
+            "report_key": layout.report_key(s3, run_id, "quality.json"),
             "data_docs_prefix": docs_prefix,
-            "data_docs_url": object_url(s3, f"{docs_prefix}index.html"),
+            "data_docs_url": layout.browser_url(
+                s3, layout.report_key(s3, run_id, "data-docs/index.html")
+            ),
         }
     )
     if report.verdict == "rejected":  # held back as the redacted staging copy
         client.copy_object(
             Bucket=s3.bucket,
-            Key=f"{s3.quarantine_prefix}{run_id}/gate-rejected.jsonl",
+            Key=layout.quarantine_key(s3, run_id, "gate-rejected"),
             CopySource={"Bucket": s3.bucket, "Key": staging_key},
         )
     put_json(client, s3.bucket, report.report_key, report.model_dump())

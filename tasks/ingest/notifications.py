@@ -30,6 +30,7 @@ from prefect.events import Event
 from pydantic import BaseModel
 
 from tasks.config import S3Settings
+from tasks.storage import layout
 
 ARRIVED = "support-logs.arrived"
 LOG_SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -105,7 +106,7 @@ def arrival_event(obj: ArrivedObject, source: Literal["s3-notification", "sensor
         event=ARRIVED,
         occurred=obj.occurred,
         resource={
-            "prefect.resource.id": f"s3://{obj.bucket}/{obj.key}",
+            "prefect.resource.id": layout.s3_uri(obj.bucket, obj.key),
             "prefect.resource.name": obj.key,
             "s3.bucket": obj.bucket,
             "s3.key": obj.key,

@@ -26,6 +26,7 @@ from prefect import task
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tasks.config import Settings
+from tasks.storage import layout
 from tasks.storage.s3 import get_json, list_objects, put_json_if, put_jsonl, s3_client, split_s3_uri
 
 WATERMARK_KEY = "ingest-watermark.json"
@@ -136,7 +137,7 @@ def _stored_rows(
     return [
         {
             **row,
-            "source": f"s3://{bucket}/{row['source_key']}",
+            "source": layout.s3_uri(bucket, row["source_key"]),
             "etag": etags.get(row["source_key"]),
             "preview": preview[:limit],
         }
@@ -206,7 +207,7 @@ def find_new_objects(settings: Settings, reprocess: list[str] | None = None) -> 
     s3 = settings.s3
     client = s3_client(s3)
     forced = reprocess_keys(reprocess or [], s3.bucket)
-    watermark = get_json(client, s3.bucket, s3.state_prefix + WATERMARK_KEY)
+    watermark = get_json(client, s3.bucket, layout.state_key(s3, WATERMARK_KEY))
     processed: dict[str, str] = (watermark.body or {}).get("processed", {})
     objects = [
         ObjectRef(key=obj["Key"], etag=obj["ETag"], size=obj["Size"])
@@ -217,8 +218,7 @@ def find_new_objects(settings: Settings, reprocess: list[str] | None = None) -> 
     missing = forced - {o.key for o in objects}
     if missing:
         raise ValueError(
-            f"--reprocess: no such object under s3://{s3.bucket}/{s3.raw_prefix}: "
-            f"{', '.join(sorted(missing))}"
+            f"--reprocess: no such object under {layout.raw_uri(s3)}: {', '.join(sorted(missing))}"
         )
     return NewObjects(objects=objects, watermark_etag=watermark.etag)
 
@@ -248,11 +248,11 @@ def ingest_objects(settings: Settings, objects: list[ObjectRef], run_id: str) ->
             source = record["_source"]
             rejected.append(_quarantine_row(source["key"], source["line"], str(reason)))
 
-    staging_key = f"{s3.staging_prefix}{run_id}/accepted.jsonl"
+    staging_key = layout.staging_key(s3, run_id)
     put_jsonl(client, s3.bucket, staging_key, accepted)
     quarantine_key = None
     if rejected:
-        quarantine_key = f"{s3.quarantine_prefix}{run_id}/rejected.jsonl"
+        quarantine_key = layout.quarantine_key(s3, run_id, "rejected")
         etags = {obj.key: obj.etag for obj in objects}
         put_jsonl(
             client, s3.bucket, quarantine_key, _stored_rows(rejected, s3.bucket, etags, settings)
@@ -290,7 +290,7 @@ def commit_watermark(
     """
     s3 = settings.s3
     client = s3_client(s3)
-    key = s3.state_prefix + WATERMARK_KEY
+    key = layout.state_key(s3, WATERMARK_KEY)
     current = get_json(client, s3.bucket, key)
     processed = dict((current.body or {}).get("processed", {}))
     processed.update({obj.key: obj.etag for obj in new.objects})

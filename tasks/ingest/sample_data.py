@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import S3Settings
+from tasks.storage import layout
 from tasks.storage.s3 import ensure_bucket, s3_client
 
 # Bitext's `tags` letters → readable segment names (see resources/bitext/README.md).
@@ -114,7 +115,7 @@ def upload_daily_logs(
     keys = []
     for n, day in enumerate(sorted(per_day)):
         extra = tuple(BAD_LINES[i % len(BAD_LINES)] for i in range(bad_records)) if n == 0 else ()
-        key = f"{s3.raw_prefix}dt={day.isoformat()}/support-logs-{day.isoformat()}.jsonl.gz"
+        key = layout.raw_key(s3, day, f"support-logs-{day.isoformat()}.jsonl.gz")
         client.put_object(Bucket=s3.bucket, Key=key, Body=_gzip_jsonl(per_day[day], extra))
         keys.append(key)
     return keys

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from tasks.config import DriftSettings, Settings
 from tasks.monitor.data_drift import DriftStatistic
+from tasks.storage import layout
 from tasks.storage.s3 import get_json, put_json, put_json_if, s3_client
 
 STATE_FILE = "drift-{model}.json"
@@ -127,7 +128,7 @@ def with_history(
 
 
 def _state_key(settings: Settings) -> str:
-    return settings.s3.state_prefix + STATE_FILE.format(model=settings.model_name)
+    return layout.state_key(settings.s3, STATE_FILE.format(model=settings.model_name))
 
 
 @task(retries=2, retry_delay_seconds=5)
@@ -148,9 +149,12 @@ def store_report(settings: Settings, run_id: str, report: dict[str, Any], chart_
     """reports/<run-id>/drift.json (+ drift.png): every statistic, threshold and verdict."""
     s3 = settings.s3
     client = s3_client(s3)
-    prefix = f"{s3.reports_prefix}{run_id}/"
-    put_json(client, s3.bucket, prefix + "drift.json", report)
+    report_key = layout.report_key(s3, run_id, "drift.json")
+    put_json(client, s3.bucket, report_key, report)
     client.put_object(
-        Bucket=s3.bucket, Key=prefix + "drift.png", Body=chart_png, ContentType="image/png"
+        Bucket=s3.bucket,
+        Key=layout.report_key(s3, run_id, "drift.png"),
+        Body=chart_png,
+        ContentType="image/png",
     )
-    return prefix + "drift.json"
+    return report_key

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from tasks.config import S3Settings, Settings
 from tasks.ingest.objects import parse_object_lines
+from tasks.storage import layout
 from tasks.storage.s3 import get_json, list_objects, s3_client, split_s3_uri
 
 LOG_SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -99,7 +100,7 @@ def recent_window(settings: Settings, now: datetime) -> Batch:
         key, match = obj["Key"], PARTITION.search(obj["Key"])
         if key.endswith(LOG_SUFFIXES) and (not match or match.group(1) >= f"{start:%Y-%m-%d}"):
             keys.append(key)
-    batch = _parse(_s3_streams(client, s3.bucket, keys), f"s3://{s3.bucket}/{s3.raw_prefix}")
+    batch = _parse(_s3_streams(client, s3.bucket, keys), layout.raw_uri(s3))
     in_window = [r for r in batch.records if start <= _timestamp(r) <= now]
     return batch.model_copy(update={"records": in_window})
 
@@ -112,12 +113,12 @@ def training_batch(settings: Settings, card: dict[str, Any]) -> Batch:
     """The raw logs the champion's dataset was built from (card lineage → dataset manifest)."""
     s3 = settings.s3
     client = s3_client(s3)
-    manifest_key = card["lineage"]["dataset_prefix"] + "manifest.json"
+    manifest_key = layout.in_prefix(card["lineage"]["dataset_prefix"], "manifest.json")
     manifest = get_json(client, s3.bucket, manifest_key).body
     if manifest is None:
         raise FileNotFoundError(
-            f"s3://{s3.bucket}/{manifest_key} is missing: the champion's training data cannot be "
+            f"{layout.uri(s3, manifest_key)} is missing: the champion's training data cannot be "
             "found; set `drift.reference` to a batch to compare with"
         )
     keys = [source["key"] for source in manifest["sources"]]
-    return _parse(_s3_streams(client, s3.bucket, keys), f"s3://{s3.bucket}/{manifest_key}")
+    return _parse(_s3_streams(client, s3.bucket, keys), layout.uri(s3, manifest_key))

@@ -35,6 +35,7 @@ from tasks.prepare.golden import (
     normalise,
     record_key,
 )
+from tasks.storage import layout
 from tasks.storage.s3 import encode_jsonl, get_jsonl, put_json, put_jsonl, s3_client
 
 
@@ -173,15 +174,18 @@ def build_dataset(
         encode_jsonl(train) + b"\0" + encode_jsonl(validation) + b"\0" + encode_jsonl(heldout)
     ).hexdigest()
     version = f"ds-{content_hash[:12]}"
-    prefix = f"{s3.datasets_prefix}{version}/"
+
+    def key(name: str) -> str:
+        return layout.dataset_key(s3, version, name)
+
     for name, rows in (("train", train), ("validation", validation), ("heldout", heldout)):
-        put_jsonl(client, s3.bucket, f"{prefix}{name}.jsonl", rows)
-    put_jsonl(client, s3.bucket, f"{prefix}below_bar.jsonl", chat_with_meta("below_bar"))
+        put_jsonl(client, s3.bucket, key(f"{name}.jsonl"), rows)
+    put_jsonl(client, s3.bucket, key("below_bar.jsonl"), chat_with_meta("below_bar"))
 
     quarantine = _quarantine_rows(splits) + unconvertible
     quarantine_key = None
     if quarantine:
-        quarantine_key = f"{s3.quarantine_prefix}{run_id}/prepare.jsonl"
+        quarantine_key = layout.quarantine_key(s3, run_id, "prepare")
         put_jsonl(client, s3.bucket, quarantine_key, quarantine)
 
     counts = {name: len(rows) for name, rows in splits.items()}
@@ -189,7 +193,7 @@ def build_dataset(
     put_json(
         client,
         s3.bucket,
-        f"{prefix}manifest.json",
+        key("manifest.json"),
         {
             "version": version,
             "content_hash": content_hash,
@@ -207,10 +211,10 @@ def build_dataset(
     )
     return DatasetRef(
         version=version,
-        prefix=prefix,
-        train_key=f"{prefix}train.jsonl",
-        validation_key=f"{prefix}validation.jsonl",
-        heldout_key=f"{prefix}heldout.jsonl",
+        prefix=layout.dataset_prefix(s3, version),
+        train_key=key("train.jsonl"),
+        validation_key=key("validation.jsonl"),
+        heldout_key=key("heldout.jsonl"),
         golden_key=golden_key,
         counts=counts,
         curated=curated,

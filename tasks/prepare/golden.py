@@ -29,6 +29,7 @@ from prefect import task
 from pydantic import BaseModel
 
 from tasks.config import DatasetSettings, Settings
+from tasks.storage import layout
 from tasks.storage.s3 import (
     ConcurrentUpdateError,
     encode_jsonl,
@@ -213,8 +214,8 @@ def choose_golden(records: list[dict[str, Any]], config: DatasetSettings) -> lis
 
 def golden_keys(settings: Settings) -> tuple[str, str]:
     return (
-        settings.s3.golden_prefix + GOLDEN_FILE,
-        settings.s3.golden_prefix + MANIFEST_FILE,
+        layout.golden_key(settings.s3, GOLDEN_FILE),
+        layout.golden_key(settings.s3, MANIFEST_FILE),
     )
 
 

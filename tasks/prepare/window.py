@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from tasks.config import Settings, WindowSettings
 from tasks.prepare.dataset import DatasetRef
 from tasks.prepare.golden import FrozenGolden, example_key, load_golden, normalise
+from tasks.storage import layout
 from tasks.storage.s3 import get_json, get_jsonl, list_objects, put_json, s3_client
 
 MANIFEST = "manifest.json"
@@ -161,8 +162,8 @@ def build_window(settings: Settings, dataset: DatasetRef) -> TrainingWindow:
             WindowVersion(
                 version=m["version"],
                 created_at=m["created_at"],
-                train_key=m["_prefix"] + "train.jsonl",
-                validation_key=m["_prefix"] + "validation.jsonl",
+                train_key=layout.in_prefix(m["_prefix"], "train.jsonl"),
+                validation_key=layout.in_prefix(m["_prefix"], "validation.jsonl"),
                 new=m is current,
             )
             for m in chosen
@@ -187,5 +188,5 @@ def build_window(settings: Settings, dataset: DatasetRef) -> TrainingWindow:
     )
     manifest = {k: v for k, v in current.items() if k != "_prefix"}
     manifest["window"] = window.model_dump(mode="json")
-    put_json(client, s3.bucket, dataset.prefix + MANIFEST, manifest)
+    put_json(client, s3.bucket, layout.in_prefix(dataset.prefix, MANIFEST), manifest)
     return window

@@ -32,6 +32,7 @@ from tasks.config import Settings
 from tasks.evaluate.aggregate import Comparison, ModelRef
 from tasks.prepare.dataset import DatasetRef
 from tasks.promote.policy import Decision
+from tasks.storage import layout
 from tasks.storage.s3 import (
     ConcurrentUpdateError,
     VersionedJson,
@@ -73,7 +74,8 @@ class RegistryError(RuntimeError):
 
 
 def model_prefix(settings: Settings) -> str:
-    return f"{settings.s3.models_prefix}{settings.model_name}/"
+    """`models/<name>/`: everything the registry holds for the configured model."""
+    return layout.model_prefix(settings.s3, settings.model_name)
 
 
 def new_version_id(now: datetime | None = None) -> str:
@@ -91,17 +93,28 @@ def checked_version(version: Any, where: str) -> str:
     return version
 
 
-def _alias_key(settings: Settings, alias: str) -> str:
-    return f"{model_prefix(settings)}aliases/{alias}.json"
+def alias_key(settings: Settings, alias: str) -> str:
+    return layout.alias_key(settings.s3, settings.model_name, alias)
 
 
-def _version_prefix(settings: Settings, version: str) -> str:
-    return f"{model_prefix(settings)}versions/{checked_version(version, 'a request')}/"
+def version_prefix(settings: Settings, version: str) -> str:
+    """`models/<name>/versions/<version>/`, for a plain version name only."""
+    checked = checked_version(version, "a request")
+    return layout.version_prefix(settings.s3, settings.model_name, checked)
+
+
+def version_key(settings: Settings, version: str, name: str) -> str:
+    """One object of a version: `card.json`, `api.json`, `adapter/...`."""
+    return version_prefix(settings, version) + name
+
+
+def version_uri(settings: Settings, version: str) -> str:
+    return layout.uri(settings.s3, version_prefix(settings, version))
 
 
 def read_alias(client: Any, settings: Settings, alias: str) -> VersionedJson:
     """An alias body with its ETag; its `version` (if any) is validated."""
-    found = get_json(client, settings.s3.bucket, _alias_key(settings, alias))
+    found = get_json(client, settings.s3.bucket, alias_key(settings, alias))
     if found.body is not None and found.body.get("version") is not None:
         checked_version(found.body["version"], f"alias `{alias}`")
     return found
@@ -112,7 +125,7 @@ def alias_version(alias: VersionedJson) -> str | None:
 
 
 def read_card(client: Any, settings: Settings, version: str) -> VersionedJson:
-    card = get_json(client, settings.s3.bucket, _version_prefix(settings, version) + "card.json")
+    card = get_json(client, settings.s3.bucket, version_key(settings, version, "card.json"))
     if card.body is None:
         raise RegistryError(
             f"version {version!r} of model {settings.model_name!r} has no card.json: "
@@ -200,7 +213,7 @@ def load_version(settings: Settings, version: str) -> ModelRef:
     card = read_card(client, settings, version).body
     local = settings.cache_dir / "registry" / settings.model_name / checked_version(version, "")
     adapter_dir = download_prefix(
-        client, settings.s3.bucket, _version_prefix(settings, version) + "adapter/", local
+        client, settings.s3.bucket, version_key(settings, version, "adapter/"), local
     )
     base_dir = resolve_base_model(card["base_model"], settings.cache_dir, settings.s3)
     return ModelRef(
@@ -226,22 +239,26 @@ def register_version(
     The card is created first with If-None-Match, so a version id that somehow exists already
     fails before any adapter file of another run is overwritten.
     """
-    client = s3_client(settings.s3)
-    prefix = _version_prefix(settings, version)
-    put_json_if(client, settings.s3.bucket, prefix + "card.json", card, expected_etag=None)
-    upload_dir(client, Path(adapter_dir), settings.s3.bucket, prefix + "adapter/")
+    client, bucket = s3_client(settings.s3), settings.s3.bucket
+
+    def key(name: str) -> str:
+        return version_key(settings, version, name)
+
+    put_json_if(client, bucket, key("card.json"), card, expected_etag=None)
+    upload_dir(client, Path(adapter_dir), bucket, key("adapter/"))
     if merged_dir:
-        upload_dir(client, Path(merged_dir), settings.s3.bucket, prefix + "merged/")
+        upload_dir(client, Path(merged_dir), bucket, key("merged/"))
     readme = Path(adapter_dir) / "README.md"  # the Hugging Face model card, beside card.json
     if readme.is_file():
-        put_bytes_if(client, settings.s3.bucket, prefix + "README.md", readme.read_bytes(), None)
-    return f"s3://{settings.s3.bucket}/{prefix}"
+        put_bytes_if(client, bucket, key("README.md"), readme.read_bytes(), None)
+    return version_uri(settings, version)
 
 
 def write_event(client: Any, settings: Settings, kind: str, body: dict[str, Any]) -> str:
     """One immutable audit object per event; the random part keeps same-instant events apart."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    key = f"{model_prefix(settings)}events/{stamp}-{uuid.uuid4().hex[:8]}-{kind}.json"
+    name = f"{stamp}-{uuid.uuid4().hex[:8]}-{kind}.json"
+    key = layout.events_prefix(settings.s3, settings.model_name) + name
     put_json_if(client, settings.s3.bucket, key, {"kind": kind, "at": stamp, **body}, None)
     return key
 
@@ -261,7 +278,7 @@ def _update_with_retry(client: Any, settings: Settings, key: str, change) -> Non
 def set_card_status(
     client: Any, settings: Settings, version: str, status: str, **fields: Any
 ) -> None:
-    key = _version_prefix(settings, version) + "card.json"
+    key = version_key(settings, version, "card.json")
     read_card(client, settings, version)  # a clear error if the version does not exist
     _update_with_retry(client, settings, key, lambda card: {**card, "status": status, **fields})
 
@@ -283,7 +300,7 @@ def move_champion(
     put_json_if(
         client,
         settings.s3.bucket,
-        _alias_key(settings, CHAMPION),
+        alias_key(settings, CHAMPION),
         {"version": version, "updated_at": now, **audit},
         expected_etag=expected_etag,
     )
@@ -293,7 +310,7 @@ def move_champion(
             before = (old or {}).get("version")
             return {"version": replaced, "before": before, "updated_at": now, **audit}
 
-        _update_with_retry(client, settings, _alias_key(settings, PREVIOUS), previous_body)
+        _update_with_retry(client, settings, alias_key(settings, PREVIOUS), previous_body)
 
 
 def _review(audit: dict[str, Any]) -> dict[str, Any]:
@@ -398,7 +415,7 @@ def rollback(settings: Settings, reason: str, by: str) -> PromotionResult:
     put_json_if(
         client,
         settings.s3.bucket,
-        _alias_key(settings, CHAMPION),
+        alias_key(settings, CHAMPION),
         {"version": target, **audit},
         expected_etag=champion.etag,
     )
@@ -406,7 +423,7 @@ def rollback(settings: Settings, reason: str, by: str) -> PromotionResult:
     put_json_if(
         client,
         settings.s3.bucket,
-        _alias_key(settings, PREVIOUS),
+        alias_key(settings, PREVIOUS),
         {"version": before, "before": None, **audit},
         expected_etag=previous.etag,
     )
@@ -426,7 +443,7 @@ def list_versions(settings: Settings) -> list[dict[str, Any]]:
     aliases = {
         name: alias_version(read_alias(client, settings, name)) for name in (CHAMPION, PREVIOUS)
     }
-    prefix = f"{model_prefix(settings)}versions/"
+    prefix = layout.versions_prefix(settings.s3, settings.model_name)
     rows = []
     for obj in list_objects(client, settings.s3.bucket, prefix):
         if not obj["Key"].endswith("/card.json") or obj["Key"].count("/") != prefix.count("/") + 1:
@@ -451,6 +468,8 @@ def history(settings: Settings) -> list[dict[str, Any]]:
     client = s3_client(settings.s3)
     keys = [
         o["Key"]
-        for o in list_objects(client, settings.s3.bucket, f"{model_prefix(settings)}events/")
+        for o in list_objects(
+            client, settings.s3.bucket, layout.events_prefix(settings.s3, settings.model_name)
+        )
     ]
     return [get_json(client, settings.s3.bucket, key).body for key in sorted(keys)]

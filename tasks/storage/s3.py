@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from tasks.config import S3Settings
 from tasks.storage.aws_session import aws_session
+from tasks.storage.layout import s3_uri
 
 
 class ConcurrentUpdateError(RuntimeError):
@@ -28,10 +29,6 @@ class VersionedJson:
 
     body: Any
     etag: str | None  # None: the object does not exist yet
-
-
-def s3_uri(bucket: str, key: str) -> str:
-    return f"s3://{bucket}/{key}"
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -119,7 +116,7 @@ def put_bytes_if(client: Any, bucket: str, key: str, data: bytes, expected_etag:
     except ClientError as error:
         if error.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
             raise ConcurrentUpdateError(
-                f"s3://{bucket}/{key} changed while this run was updating it; "
+                f"{s3_uri(bucket, key)} changed while this run was updating it; "
                 "another run is probably active. Re-run once it has finished."
             ) from error
         raise

@@ -26,6 +26,7 @@ from typing import Any
 from tasks.config import Settings
 from tasks.prepare.window import TrainingWindow
 from tasks.run_context import run_logger
+from tasks.storage import layout
 from tasks.storage.s3 import download_prefix, list_objects, s3_client, upload_dir
 
 COMPLETE = "COMPLETE"
@@ -58,7 +59,7 @@ def checkpoint_key(settings: Settings, window: TrainingWindow, init_uri: str | N
 
 
 def checkpoint_prefix(settings: Settings, key: str) -> str:
-    return f"{settings.training.worker.checkpoints_prefix}{key}/"
+    return layout.checkpoint_prefix(settings.training.worker.checkpoints_prefix, key)
 
 
 def complete_steps(settings: Settings, prefix: str) -> list[int]:

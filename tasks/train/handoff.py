@@ -27,6 +27,7 @@ from tasks.config import Settings, TrainingSettings
 from tasks.prepare.dataset import DatasetRef
 from tasks.prepare.window import TrainingWindow
 from tasks.run_context import in_prefect_run, run_logger
+from tasks.storage import layout
 from tasks.storage.s3 import (
     download_prefix,
     get_json,
@@ -64,7 +65,7 @@ class FineTuneOutput(BaseModel):
 
 
 def handoff_prefix(settings: Settings, run_id: str) -> str:
-    return f"{settings.training.worker.handoff_prefix}{run_id}/"
+    return layout.handoff_prefix(settings.training.worker.handoff_prefix, run_id)
 
 
 def refuse_pickles(local_dir: Path, where: str) -> None:

@@ -433,17 +433,18 @@ def register_api_version(
     settings: Settings, version: str, trained: ApiTrainResult, card: dict[str, Any]
 ) -> str:
     """A registry version for a hosted model: `api.json` + `card.json`, no weights."""
-    from tasks.promote.registry import model_prefix
+    from tasks.promote.registry import version_key, version_uri
 
     client = s3_client(settings.s3)
-    prefix = f"{model_prefix(settings)}versions/{version}/"
     record = api_record(trained)
-    put_json_if(client, settings.s3.bucket, prefix + "api.json", record, expected_etag=None)
+    api_key = version_key(settings, version, "api.json")
+    put_json_if(client, settings.s3.bucket, api_key, record, expected_etag=None)
     # generation metrics carry NaN perplexity: stored as null so card.json stays strict JSON
     card = json.loads(json.dumps(card, default=str), parse_constant=lambda _: None)
     card = {**card, "format": "hosted-fine-tune", "api": record}
-    put_json_if(client, settings.s3.bucket, prefix + "card.json", card, expected_etag=None)
-    return f"s3://{settings.s3.bucket}/{prefix}"
+    card_key = version_key(settings, version, "card.json")
+    put_json_if(client, settings.s3.bucket, card_key, card, expected_etag=None)
+    return version_uri(settings, version)
 
 
 def cancel_on_flow_cancellation(flow: Any, flow_run: Any, state: Any) -> None:
