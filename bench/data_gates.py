@@ -37,7 +37,7 @@ from typing import Any
 from record import save_figures, stored
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
 
 def peak_rss_gb() -> float:
@@ -66,11 +66,10 @@ def cpu_since(before: dict[str, float]) -> dict[str, float]:
 
 
 def pii_scores() -> dict:
-    """Recall per type and precision on the labelled set (tests/pii_scoring.py)."""
-    from pii_scoring import labelled_rows, scores
-
+    """Recall per type and precision on the labelled set (tests/helpers/pii_scoring.py)."""
     from tasks.config import PiiSettings
     from tasks.ingest.pii import get_redactor
+    from tests.helpers.pii_scoring import labelled_rows, scores
 
     rows = labelled_rows()
     return scores(rows, get_redactor(PiiSettings()).analyze([r["text"] for r in rows]))
@@ -79,7 +78,7 @@ def pii_scores() -> dict:
 def redaction_records(n: int, distinct: bool = False) -> list[dict]:
     """n conversations, a fifth with a name and a tenth with an e-mail or phone. `distinct`:
     every text made unique (the worst case: nothing repeats, nothing is analysed once only)."""
-    import batches
+    from tests.helpers import batches
 
     records = batches.clean_batch(n)
     for i, record in enumerate(records):
@@ -241,10 +240,9 @@ def suites_on(
     tasks/gates/suites.py, tasks/gates/pii_check.py and tasks/gates/toxicity.py of that git ref
     (and its
     settings), on the same records, and compare every check."""
-    import batches
-
     from tasks.config import QualitySettings
     from tasks.gates.suites import evaluate
+    from tests.helpers import batches
 
     started = time.perf_counter()
     import great_expectations  # noqa: F401  (imports paid once per process, timed apart)

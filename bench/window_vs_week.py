@@ -34,7 +34,7 @@ from record import save_figures
 from train_throughput import bitext_examples
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 DAYS = 7
 NEW_ON_LAST_DAY = 60
 GOLDEN = 64
@@ -70,12 +70,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per run kind")
     args = parser.parse_args()
 
-    from test_window import put_version, ref
-
     from tasks.config import Settings, apply_runtime_env
     from tasks.prepare.window import build_window, single_version_window
     from tasks.storage.local_server import moto_server
     from tasks.storage.s3 import ensure_bucket, s3_client
+    from tests.helpers.datasets import put_version, ref
 
     apply_runtime_env()
     earlier = args.per_day * (DAYS - 1)

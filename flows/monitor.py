@@ -12,7 +12,7 @@ for an in-process caller.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.reports import drift as drift_report
-from tasks.config import MODEL_NAME_PATTERN, Settings, apply_runtime_env, current_settings
+from tasks.config import ModelNameChoice, Settings, apply_runtime_env, current_settings
 from tasks.environment import require_ready
 from tasks.monitor.alerts import (
     Alert,
@@ -52,13 +52,9 @@ class MonitorParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_name: Annotated[
-        str | None,
-        Field(
-            pattern=MODEL_NAME_PATTERN,
-            description="Registry name of the model to watch; empty = the worker's setting.",
-        ),
-    ] = None
+    model_name: ModelNameChoice = Field(
+        None, description="Registry name of the model to watch; empty = the worker's setting."
+    )
 
 
 class Reference(BaseModel):

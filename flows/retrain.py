@@ -25,7 +25,7 @@ from flows.fine_tune import fine_tune_stage
 from flows.reports import evaluation, stages
 from flows.reports.summary import RunSummary
 from flows.run_guard import one_run_per_model
-from tasks.config import MODEL_NAME_PATTERN, Settings, apply_runtime_env, current_settings
+from tasks.config import ModelNameChoice, Settings, apply_runtime_env, current_settings
 from tasks.environment import require_ready
 from tasks.evaluate.aggregate import GOLDEN, RECENT, ModelRef, compare, score_model
 from tasks.evaluate.hosted import evaluate_hosted
@@ -52,14 +52,9 @@ class RunParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_name: Annotated[
-        str | None,
-        Field(
-            pattern=MODEL_NAME_PATTERN,
-            description="Registry name of the model to retrain (lower-case letters, digits, -); "
-            "empty = the worker's setting.",
-        ),
-    ] = None
+    model_name: ModelNameChoice = Field(
+        None, description="Registry name of the model to retrain; empty = the worker's setting."
+    )
     max_steps: Annotated[
         int | None,
         Field(

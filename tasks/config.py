@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
@@ -626,6 +626,8 @@ class EnvCheckSettings(BaseModel):
 
 # what a registry model name may be: it becomes part of S3 keys and Prefect limit names
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# a run form's choice of model: empty means the worker's `model_name`
+ModelNameChoice = Annotated[str | None, Field(pattern=MODEL_NAME_PATTERN)]
 
 
 class Settings(BaseSettings):

@@ -70,3 +70,15 @@ def test_no_module_imports_a_private_name_of_another():
         if name.startswith("_") and not name.startswith("__")
     ]
     assert private == []
+
+
+def test_no_test_module_imports_another_test_module():
+    shared = [
+        f"{path.relative_to(ROOT)} imports {node.module}"
+        for path in ROOT.glob("tests/**/*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+        and node.module
+        and node.module.rsplit(".", 1)[-1].startswith("test_")
+    ]
+    assert shared == [], "shared test code belongs in tests/helpers/"
