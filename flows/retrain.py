@@ -40,11 +40,12 @@ from tasks.promote.registry import (
     current_champion,
     model_card,
     new_version_id,
+    register_api_version,
     register_version,
 )
 from tasks.storage import layout
 from tasks.train.api.guards import choose_backend
-from tasks.train.api.jobs import cancel_on_flow_cancellation, register_api_version, train_api
+from tasks.train.api.jobs import cancel_on_flow_cancellation, train_api
 
 
 class RunParams(BaseModel):

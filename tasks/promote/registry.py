@@ -19,6 +19,7 @@ The promotion policy (whether a challenger deserves the alias) lives in tasks/pr
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime
@@ -45,7 +46,7 @@ from tasks.storage.s3 import (
     upload_dir,
 )
 from tasks.train.base_model import resolve_base_model
-from tasks.train.result import TrainResult
+from tasks.train.result import ApiTrainResult, TrainResult
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -251,6 +252,23 @@ def register_version(
     readme = Path(adapter_dir) / "README.md"  # the Hugging Face model card, beside card.json
     if readme.is_file():
         put_bytes_if(client, bucket, key("README.md"), readme.read_bytes(), None)
+    return version_uri(settings, version)
+
+
+@task  # no retries: both objects are created once (If-None-Match)
+def register_api_version(
+    settings: Settings, version: str, trained: ApiTrainResult, card: dict[str, Any]
+) -> str:
+    """A registry version for a hosted model: `api.json` + `card.json`, no weights."""
+    client = s3_client(settings.s3)
+    record = trained.api_record()
+    api_key = version_key(settings, version, "api.json")
+    put_json_if(client, settings.s3.bucket, api_key, record, expected_etag=None)
+    # generation metrics carry NaN perplexity: stored as null so card.json stays strict JSON
+    card = json.loads(json.dumps(card, default=str), parse_constant=lambda _: None)
+    card = {**card, "format": "hosted-fine-tune", "api": record}
+    card_key = version_key(settings, version, "card.json")
+    put_json_if(client, settings.s3.bucket, card_key, card, expected_etag=None)
     return version_uri(settings, version)
 
 

@@ -1,6 +1,6 @@
 """What any training backend answers: the backend-neutral result the registry, reports and the
 fine-tune hand-off read. The local trainer (tasks/train/local.py) fills it; the API backend
-(tasks/train/api/jobs.py) extends it with the job's provider fields.
+(tasks/train/api/jobs.py) answers `ApiTrainResult`, which adds the job and its provider.
 """
 
 from __future__ import annotations
@@ -39,3 +39,30 @@ class TrainResult(BaseModel):
     init: str = "base"
     resumed_from_step: int | None = None
     training_args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApiTrainResult(TrainResult):
+    """A hosted fine-tune; TrainResult's fields keep the summary and model card unchanged
+    (`adapter_dir` is empty: the weights stay with the provider)."""
+
+    provider: str
+    job_id: str
+    fine_tuned_model: str
+    trained_tokens: int | None
+    estimated_cost_usd: float
+    actual_cost_usd: float | None
+    idempotency_key: str
+    attached: bool
+
+    def api_record(self) -> dict[str, Any]:
+        """What `api.json` in a registry version holds: enough to call and audit the model."""
+        return {
+            "provider": self.provider,
+            "base_model": self.base_model,
+            "fine_tuned_model": self.fine_tuned_model,
+            "job_id": self.job_id,
+            "trained_tokens": self.trained_tokens,
+            "estimated_cost_usd": self.estimated_cost_usd,
+            "actual_cost_usd": self.actual_cost_usd,
+            "idempotency_key": self.idempotency_key,
+        }

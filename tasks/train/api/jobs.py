@@ -39,10 +39,10 @@ from prefect.artifacts import (
 from tasks.config import ApiSettings, Settings
 from tasks.prepare.dataset import DatasetRef
 from tasks.run_context import in_prefect_run, run_logger
-from tasks.storage.s3 import get_json, put_json_if, s3_client
+from tasks.storage.s3 import get_json, s3_client
 from tasks.train.api.guards import ProviderCutoff, choose_backend, require_no_pii, require_redacted
 from tasks.train.api.preflight import PreflightReport, preflight, render
-from tasks.train.result import TrainResult
+from tasks.train.result import ApiTrainResult
 
 RUNNING = ("validating_files", "queued", "running", "paused")
 ATTACHABLE = (*RUNNING, "succeeded")  # a failed or cancelled job is retried by a new job
@@ -63,20 +63,6 @@ class PreflightFailed(RuntimeError):
 
 class FineTuneFailed(RuntimeError):
     """The provider ended the job as failed or cancelled; its error is in the message."""
-
-
-class ApiTrainResult(TrainResult):
-    """A hosted fine-tune; TrainResult's fields keep the summary and model card unchanged
-    (`adapter_dir` is empty: the weights stay with the provider)."""
-
-    provider: str
-    job_id: str
-    fine_tuned_model: str
-    trained_tokens: int | None
-    estimated_cost_usd: float
-    actual_cost_usd: float | None
-    idempotency_key: str
-    attached: bool
 
 
 # --- client ---------------------------------------------------------------------------------
@@ -409,42 +395,6 @@ def cancel_jobs_of_run(settings: Settings, run_id: str) -> list[str]:
             client.fine_tuning.jobs.cancel(job.id)
             cancelled.append(job.id)
     return cancelled
-
-
-# --- registry -------------------------------------------------------------------------------
-
-
-def api_record(trained: ApiTrainResult) -> dict[str, Any]:
-    """What `api.json` in a registry version holds: enough to call and audit the model."""
-    return {
-        "provider": trained.provider,
-        "base_model": trained.base_model,
-        "fine_tuned_model": trained.fine_tuned_model,
-        "job_id": trained.job_id,
-        "trained_tokens": trained.trained_tokens,
-        "estimated_cost_usd": trained.estimated_cost_usd,
-        "actual_cost_usd": trained.actual_cost_usd,
-        "idempotency_key": trained.idempotency_key,
-    }
-
-
-@task  # no retries: both objects are created once (If-None-Match)
-def register_api_version(
-    settings: Settings, version: str, trained: ApiTrainResult, card: dict[str, Any]
-) -> str:
-    """A registry version for a hosted model: `api.json` + `card.json`, no weights."""
-    from tasks.promote.registry import version_key, version_uri
-
-    client = s3_client(settings.s3)
-    record = api_record(trained)
-    api_key = version_key(settings, version, "api.json")
-    put_json_if(client, settings.s3.bucket, api_key, record, expected_etag=None)
-    # generation metrics carry NaN perplexity: stored as null so card.json stays strict JSON
-    card = json.loads(json.dumps(card, default=str), parse_constant=lambda _: None)
-    card = {**card, "format": "hosted-fine-tune", "api": record}
-    card_key = version_key(settings, version, "card.json")
-    put_json_if(client, settings.s3.bucket, card_key, card, expected_etag=None)
-    return version_uri(settings, version)
 
 
 def cancel_on_flow_cancellation(flow: Any, flow_run: Any, state: Any) -> None:
