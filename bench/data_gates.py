@@ -98,14 +98,32 @@ def redaction_records(n: int, distinct: bool = False) -> list[dict]:
 
 def exists_at(ref: str, path: str) -> bool:
     return (
-        subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{ref}:{path}"]).returncode == 0
+        subprocess.run(
+            ["git", "-C", str(ROOT), "cat-file", "-e", f"{ref}:{path}"], stderr=subprocess.DEVNULL
+        ).returncode
+        == 0
     )
+
+
+# where a module lived before tasks/ was split into a package per stage
+FLAT_PATHS = {
+    "tasks/ingest/pii.py": "tasks/pii.py",
+    "tasks/gates/suites.py": "tasks/quality.py",
+    "tasks/gates/pii_check.py": "tasks/pii_check.py",
+    "tasks/gates/toxicity.py": "tasks/toxicity.py",
+}
+
+
+def path_at(ref: str, path: str) -> str:
+    """`path` as named at `ref`: its flat name for refs before the stage packages."""
+    return path if exists_at(ref, path) else FLAT_PATHS.get(path, path)
 
 
 def module_at(ref: str, path: str, name: str) -> types.ModuleType:
     """A module of this repository as it was at a git ref, loaded beside the current one, so
     the old and the new code are timed in one process on the same data (contention hits
     both)."""
+    path = path_at(ref, path)
     source = subprocess.run(
         ["git", "-C", str(ROOT), "show", f"{ref}:{path}"],
         capture_output=True,
@@ -286,7 +304,9 @@ def suites_on(
         old.count_leaks = module_at(
             baseline, "tasks/gates/pii_check.py", "pii_check_baseline"
         ).count_leaks
-        if exists_at(baseline, "tasks/gates/toxicity.py"):  # older refs classify inside quality.py
+        if exists_at(
+            baseline, path_at(baseline, "tasks/gates/toxicity.py")
+        ):  # older refs classify inside quality.py
             old.profane_probability = module_at(
                 baseline, "tasks/gates/toxicity.py", "toxicity_baseline"
             ).profane_probability
