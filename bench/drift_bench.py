@@ -192,7 +192,7 @@ def _register_smollm2_champion(settings: Settings, reference_key: str, workdir: 
     nll, tokens = answer_losses(settings, ref, recent_examples(settings, training[::-1]))
     dataset_prefix = layout.dataset_prefix(settings.s3, "bench")
     manifest = {"sources": [{"key": reference_key}]}
-    put_json(client, bucket, layout.dataset_key(settings.s3, "bench", "manifest.json"), manifest)
+    put_json(client, bucket, layout.dataset_manifest_key(settings.s3, "bench"), manifest)
     card = {
         "name": settings.model_name,
         "version": version,

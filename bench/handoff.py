@@ -39,6 +39,7 @@ def main() -> None:
     from tasks.config import Settings, apply_runtime_env
     from tasks.prepare.dataset import DatasetRef
     from tasks.prepare.window import single_version_window
+    from tasks.storage import layout
     from tasks.storage.local_server import moto_server
     from tasks.storage.s3 import ensure_bucket, put_jsonl, s3_client
     from tasks.train.handoff import (
@@ -57,15 +58,16 @@ def main() -> None:
         client = s3_client(settings.s3)
         ensure_bucket(client, settings.s3.bucket)
         examples = bitext_examples(settings.training.max_steps * settings.training.batch_size + 16)
-        prefix = "datasets/bench/"
-        put_jsonl(client, settings.s3.bucket, prefix + "train.jsonl", examples[16:])
-        put_jsonl(client, settings.s3.bucket, prefix + "validation.jsonl", examples[:16])
+        train_key = layout.dataset_key(settings.s3, "bench", "train.jsonl")
+        validation_key = layout.dataset_key(settings.s3, "bench", "validation.jsonl")
+        put_jsonl(client, settings.s3.bucket, train_key, examples[16:])
+        put_jsonl(client, settings.s3.bucket, validation_key, examples[:16])
         dataset = DatasetRef(
             version="bench",
-            prefix=prefix,
-            train_key=prefix + "train.jsonl",
-            validation_key=prefix + "validation.jsonl",
-            heldout_key=prefix + "validation.jsonl",
+            prefix=layout.dataset_prefix(settings.s3, "bench"),
+            train_key=train_key,
+            validation_key=validation_key,
+            heldout_key=validation_key,
             golden_key="",
             counts={},
             curated=len(examples),

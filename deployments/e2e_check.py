@@ -177,7 +177,11 @@ def problems(found: dict[str, Any]) -> list[str]:
         wrong.append(f"the retrain run ended {retrain['state']}: {retrain['message']}")
     if (retrain["work_pool"], retrain["worker"]) != ("cpu", "cpu-worker"):
         wrong.append(f"retrain ran on {retrain['work_pool']}/{retrain['worker']}, not cpu")
-    if not retrain["parameters"]["params"]["reason"].startswith(f"new support logs: s3://{BUCKET}"):
+    from tasks.config import S3Settings
+    from tasks.storage.layout import raw_uri
+
+    arrival = f"new support logs: {raw_uri(S3Settings(bucket=BUCKET))}"
+    if not retrain["parameters"]["params"]["reason"].startswith(arrival):
         wrong.append(f"the run's reason is not the arrival: {retrain['parameters']}")
     fine_tunes = [r for r in subruns if r["deployment"] == FINE_TUNE]
     if len(fine_tunes) != 1:

@@ -21,8 +21,6 @@ from tasks.ingest.objects import find_new_objects
 from tasks.storage import layout
 from tasks.storage.s3 import get_json, put_json_if, s3_client
 
-ANNOUNCED_KEY = "sensor-announced.json"
-
 
 @task(retries=2, retry_delay_seconds=5)
 def announce_new_objects(settings: Settings) -> int:
@@ -35,7 +33,7 @@ def announce_new_objects(settings: Settings) -> int:
     s3 = settings.s3
     client = s3_client(s3)
     pending = find_new_objects.fn(settings).objects
-    state = get_json(client, s3.bucket, layout.state_key(s3, ANNOUNCED_KEY))
+    state = get_json(client, s3.bucket, layout.announced_key(s3))
     announced: dict[str, str] = (state.body or {}).get("announced", {})
     fresh = [obj for obj in pending if announced.get(obj.key) != obj.etag]
     seen_at = datetime.now(UTC)
@@ -53,7 +51,7 @@ def announce_new_objects(settings: Settings) -> int:
         put_json_if(
             client,
             s3.bucket,
-            layout.state_key(s3, ANNOUNCED_KEY),
+            layout.announced_key(s3),
             {"announced": still_pending},
             state.etag,
         )
@@ -71,10 +69,7 @@ def sensor() -> int:
     settings = Settings()
     posted = announce_new_objects(settings)
     get_run_logger().info(
-        "announced %d new object(s) under s3://%s/%s",
-        posted,
-        settings.s3.bucket,
-        settings.s3.raw_prefix,
+        "announced %d new object(s) under %s", posted, layout.raw_uri(settings.s3)
     )
     return posted
 

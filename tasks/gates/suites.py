@@ -550,7 +550,7 @@ def reference_mix(rows: Iterable[dict[str, Any]]) -> pd.Series | None:
 
 def golden_reference(settings: Settings, client: Any) -> pd.Series | None:
     """The frozen golden set's category mix, or None before the first golden set exists."""
-    key = layout.golden_key(settings.s3, "golden.jsonl")
+    key = layout.golden_data_key(settings.s3)
     if not any(o["Key"] == key for o in list_objects(client, settings.s3.bucket, key)):
         return None
     return reference_mix(get_jsonl(client, settings.s3.bucket, key))
@@ -569,7 +569,7 @@ def validate_batch(
     s3 = settings.s3
     client = s3_client(s3)
     records = get_jsonl(client, s3.bucket, staging_key)
-    docs_prefix = layout.report_key(s3, run_id, "data-docs/")
+    docs_prefix = layout.data_docs_prefix(s3, run_id)
     with tempfile.TemporaryDirectory() as tmp:
         report = evaluate(
             records,
@@ -589,11 +589,9 @@ def validate_batch(
         update={
             "pii_redactions": pii_redactions or {},
             "redacted_key": staging_key,
-            "report_key": layout.report_key(s3, run_id, "quality.json"),
+            "report_key": layout.quality_report_key(s3, run_id),
             "data_docs_prefix": docs_prefix,
-            "data_docs_url": layout.browser_url(
-                s3, layout.report_key(s3, run_id, "data-docs/index.html")
-            ),
+            "data_docs_url": layout.browser_url(s3, layout.data_docs_index_key(s3, run_id)),
         }
     )
     if report.verdict == "rejected":  # held back as the redacted staging copy

@@ -29,7 +29,7 @@ from tasks.config import Settings
 from tasks.storage import layout
 from tasks.storage.s3 import get_json, list_objects, put_json_if, put_jsonl, s3_client, split_s3_uri
 
-WATERMARK_KEY = "ingest-watermark.json"
+WATERMARK_KEY = layout.WATERMARK  # the watermark object's name under the state prefix
 JSON_PUNCTUATION = re.compile(r'[{}\[\]"]')
 
 
@@ -207,7 +207,7 @@ def find_new_objects(settings: Settings, reprocess: list[str] | None = None) -> 
     s3 = settings.s3
     client = s3_client(s3)
     forced = reprocess_keys(reprocess or [], s3.bucket)
-    watermark = get_json(client, s3.bucket, layout.state_key(s3, WATERMARK_KEY))
+    watermark = get_json(client, s3.bucket, layout.watermark_key(s3))
     processed: dict[str, str] = (watermark.body or {}).get("processed", {})
     objects = [
         ObjectRef(key=obj["Key"], etag=obj["ETag"], size=obj["Size"])
@@ -290,7 +290,7 @@ def commit_watermark(
     """
     s3 = settings.s3
     client = s3_client(s3)
-    key = layout.state_key(s3, WATERMARK_KEY)
+    key = layout.watermark_key(s3)
     current = get_json(client, s3.bucket, key)
     processed = dict((current.body or {}).get("processed", {}))
     processed.update({obj.key: obj.etag for obj in new.objects})

@@ -26,8 +26,6 @@ from tasks.monitor.data_drift import DriftStatistic
 from tasks.storage import layout
 from tasks.storage.s3 import get_json, put_json, put_json_if, s3_client
 
-STATE_FILE = "drift-{model}.json"
-
 
 class ActiveDrift(BaseModel):
     since: datetime
@@ -128,7 +126,7 @@ def with_history(
 
 
 def _state_key(settings: Settings) -> str:
-    return layout.state_key(settings.s3, STATE_FILE.format(model=settings.model_name))
+    return layout.drift_state_key(settings.s3, settings.model_name)
 
 
 @task(retries=2, retry_delay_seconds=5)
@@ -149,11 +147,11 @@ def store_report(settings: Settings, run_id: str, report: dict[str, Any], chart_
     """reports/<run-id>/drift.json (+ drift.png): every statistic, threshold and verdict."""
     s3 = settings.s3
     client = s3_client(s3)
-    report_key = layout.report_key(s3, run_id, "drift.json")
+    report_key = layout.drift_report_key(s3, run_id)
     put_json(client, s3.bucket, report_key, report)
     client.put_object(
         Bucket=s3.bucket,
-        Key=layout.report_key(s3, run_id, "drift.png"),
+        Key=layout.drift_chart_key(s3, run_id),
         Body=chart_png,
         ContentType="image/png",
     )

@@ -113,7 +113,7 @@ def training_batch(settings: Settings, card: dict[str, Any]) -> Batch:
     """The raw logs the champion's dataset was built from (card lineage → dataset manifest)."""
     s3 = settings.s3
     client = s3_client(s3)
-    manifest_key = layout.in_prefix(card["lineage"]["dataset_prefix"], "manifest.json")
+    manifest_key = layout.in_prefix(card["lineage"]["dataset_prefix"], layout.DATASET_MANIFEST)
     manifest = get_json(client, s3.bucket, manifest_key).body
     if manifest is None:
         raise FileNotFoundError(

@@ -193,7 +193,7 @@ def build_dataset(
     put_json(
         client,
         s3.bucket,
-        key("manifest.json"),
+        layout.dataset_manifest_key(s3, version),
         {
             "version": version,
             "content_hash": content_hash,

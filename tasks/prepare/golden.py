@@ -40,8 +40,6 @@ from tasks.storage.s3 import (
     s3_client,
 )
 
-GOLDEN_FILE = "golden.jsonl"
-MANIFEST_FILE = "golden.json"
 HASH_KEY = "sha256(conversation_id), first 8 bytes big-endian / 2**64"
 NORMALISATION = "nfkc-casefold-alnum-v1"
 SHINGLE = 4  # characters: short support messages are too short for word shingles
@@ -213,10 +211,7 @@ def choose_golden(records: list[dict[str, Any]], config: DatasetSettings) -> lis
 
 
 def golden_keys(settings: Settings) -> tuple[str, str]:
-    return (
-        layout.golden_key(settings.s3, GOLDEN_FILE),
-        layout.golden_key(settings.s3, MANIFEST_FILE),
-    )
+    return layout.golden_data_key(settings.s3), layout.golden_manifest_key(settings.s3)
 
 
 def load_golden(client: Any, settings: Settings) -> FrozenGolden | None:

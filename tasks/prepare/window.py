@@ -23,7 +23,7 @@ from tasks.prepare.golden import FrozenGolden, example_key, load_golden, normali
 from tasks.storage import layout
 from tasks.storage.s3 import get_json, get_jsonl, list_objects, put_json, s3_client
 
-MANIFEST = "manifest.json"
+MANIFEST = layout.DATASET_MANIFEST
 
 
 class WindowVersion(BaseModel):

@@ -8,12 +8,15 @@ One bucket; each prefix is a setting (`S3Settings`, `training.worker`), shown wi
 | `staging/<run-id>/accepted.jsonl`                     | a run's redacted records                |
 | `quarantine/<run-id>/<stage>.jsonl`                   | rejected records: pointer, line, reason |
 | `datasets/<version>/` + `manifest.json`               | curated chat-format dataset versions    |
-| `heldout/golden/golden.jsonl`, `manifest.json`        | the frozen evaluation set               |
-| `state/<name>`                                        | watermark, sensor and drift state       |
-| `reports/<run-id>/`                                   | quality, Data Docs, drift reports       |
+| `heldout/golden/golden.jsonl`, `golden.json`          | the frozen evaluation set + its manifest|
+| `state/ingest-watermark.json`                         | objects ingested (key → ETag)           |
+| `state/sensor-announced.json`                         | objects the sensor announced            |
+| `state/drift-<model>.json`                            | the drift monitor's alert state         |
+| `reports/<run-id>/quality.json`, `data-docs/`         | data quality report and Data Docs       |
+| `reports/<run-id>/drift.json`, `drift.png`            | drift report and chart                  |
 | `models/<name>/versions/<version>/`                   | registry versions (via the registry)    |
 | `models/<name>/aliases/<alias>.json`, `events/`       | aliases and the audit log               |
-| `checkpoints/<run-key>/`, `handoff/<run-id>/`         | training checkpoints and hand-off       |
+| `checkpoints/<run-key>/`, `training/<run-id>/`        | training checkpoints and hand-off       |
 
 Registry keys are built here but reached through tasks/promote/registry.py, which checks
 version names first. `tests/storage/test_layout.py` keeps every other module from formatting
@@ -25,6 +28,10 @@ from __future__ import annotations
 from datetime import date
 
 from tasks.config import S3Settings
+
+DATASET_MANIFEST = "manifest.json"  # the last object a dataset version gets: "complete"
+WATERMARK = "ingest-watermark.json"
+ANNOUNCED = "sensor-announced.json"
 
 
 def s3_uri(bucket: str, key: str = "") -> str:
@@ -92,6 +99,27 @@ def report_key(s3: S3Settings, run_id: str, name: str) -> str:
     return report_prefix(s3, run_id) + name
 
 
+def quality_report_key(s3: S3Settings, run_id: str) -> str:
+    return report_key(s3, run_id, "quality.json")
+
+
+def data_docs_prefix(s3: S3Settings, run_id: str) -> str:
+    """The run's Great Expectations Data Docs site; its entry is `index.html`."""
+    return report_key(s3, run_id, "data-docs/")
+
+
+def data_docs_index_key(s3: S3Settings, run_id: str) -> str:
+    return data_docs_prefix(s3, run_id) + "index.html"
+
+
+def drift_report_key(s3: S3Settings, run_id: str) -> str:
+    return report_key(s3, run_id, "drift.json")
+
+
+def drift_chart_key(s3: S3Settings, run_id: str) -> str:
+    return report_key(s3, run_id, "drift.png")
+
+
 # --- datasets, golden set, state --------------------------------------------------------------
 
 
@@ -105,14 +133,43 @@ def dataset_key(s3: S3Settings, version: str, name: str) -> str:
     return dataset_prefix(s3, version) + name
 
 
+def dataset_manifest_key(s3: S3Settings, version: str) -> str:
+    return dataset_key(s3, version, DATASET_MANIFEST)
+
+
 def golden_key(s3: S3Settings, name: str) -> str:
-    """One file of the frozen golden set (`golden.jsonl`, `manifest.json`)."""
+    """One file of the frozen golden set (`golden.jsonl`, `golden.json`)."""
     return s3.golden_prefix + name
+
+
+def golden_data_key(s3: S3Settings) -> str:
+    """The frozen golden set's conversations: `heldout/golden/golden.jsonl`."""
+    return golden_key(s3, "golden.jsonl")
+
+
+def golden_manifest_key(s3: S3Settings) -> str:
+    """What was frozen, when, and with which fraction: `heldout/golden/golden.json`."""
+    return golden_key(s3, "golden.json")
 
 
 def state_key(s3: S3Settings, name: str) -> str:
     """A small state object (watermark, sensor's announced objects, drift alert state)."""
     return s3.state_prefix + name
+
+
+def watermark_key(s3: S3Settings) -> str:
+    """Ingest's watermark: every raw object handled, with its ETag."""
+    return state_key(s3, WATERMARK)
+
+
+def announced_key(s3: S3Settings) -> str:
+    """The S3 sensor's objects announced but not ingested yet."""
+    return state_key(s3, ANNOUNCED)
+
+
+def drift_state_key(s3: S3Settings, model_name: str) -> str:
+    """The drift monitor's alert state of one model: `state/drift-<model>.json`."""
+    return state_key(s3, f"drift-{model_name}.json")
 
 
 # --- model registry (use tasks/promote/registry.py) -------------------------------------------
@@ -147,5 +204,6 @@ def checkpoint_prefix(checkpoints_prefix: str, run_key: str) -> str:
 
 
 def handoff_prefix(handoff_prefix_setting: str, run_id: str) -> str:
-    """Where a fine-tune run leaves its parameters and outputs for the retrain run."""
+    """`training/<run-id>/`: where a fine-tune run leaves its outputs for the retrain run
+    (`adapter/`, `merged/`, `train_result.json`, `output.json`)."""
     return f"{handoff_prefix_setting}{run_id}/"

@@ -155,10 +155,9 @@ def s3_sync_callback(settings: Settings, prefix: str):
                 keep, best = worker.keep_checkpoints, _step_of(state.best_model_checkpoint)
                 pruned = prune_checkpoints(settings, prefix, keep, best)
                 run_logger(__name__).info(
-                    "checkpoint at step %d synced to s3://%s/%s%s",
+                    "checkpoint at step %d synced to %s%s",
                     state.global_step,
-                    settings.s3.bucket,
-                    target,
+                    layout.uri(settings.s3, target),
                     f" (pruned steps {pruned})" if pruned else "",
                 )
 

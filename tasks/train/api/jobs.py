@@ -39,6 +39,7 @@ from prefect.artifacts import (
 from tasks.config import ApiSettings, Settings
 from tasks.prepare.dataset import DatasetRef
 from tasks.run_context import in_prefect_run, run_logger
+from tasks.storage import layout
 from tasks.storage.s3 import get_json, s3_client
 from tasks.train.api.guards import ProviderCutoff, choose_backend, require_no_pii, require_redacted
 from tasks.train.api.preflight import PreflightReport, preflight, render
@@ -155,9 +156,8 @@ def _read_lines(settings: Settings, key: str) -> bytes:
 
 def checked_files(settings: Settings, dataset: DatasetRef) -> tuple[bytes, bytes, PreflightReport]:
     """Training and validation bytes that passed every pre-upload check."""
-    manifest = get_json(
-        s3_client(settings.s3), settings.s3.bucket, f"{dataset.prefix}manifest.json"
-    )
+    manifest_key = layout.in_prefix(dataset.prefix, layout.DATASET_MANIFEST)
+    manifest = get_json(s3_client(settings.s3), settings.s3.bucket, manifest_key)
     require_redacted(manifest.body or {}, dataset.version)
     train = _read_lines(settings, dataset.train_key)
     validation = _read_lines(settings, dataset.validation_key)
