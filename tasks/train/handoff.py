@@ -33,7 +33,6 @@ from tasks.storage.s3 import (
     get_json,
     put_json,
     s3_client,
-    s3_uri,
     split_s3_uri,
     upload_dir,
 )
@@ -100,13 +99,13 @@ def upload_outputs(settings: Settings, result: TrainResult, run_id: str, checkpo
     if result.merged_dir:
         refuse_pickles(Path(result.merged_dir), f"the merged model in {result.merged_dir}")
         upload_dir(client, Path(result.merged_dir), bucket, prefix + "merged/")
-        merged_uri = s3_uri(bucket, prefix + "merged/")
+        merged_uri = layout.s3_uri(bucket, prefix + "merged/")
     put_json(client, bucket, prefix + "train_result.json", result.model_dump(mode="json"))
     output = FineTuneOutput(
-        adapter_uri=s3_uri(bucket, prefix + "adapter/"),
+        adapter_uri=layout.s3_uri(bucket, prefix + "adapter/"),
         merged_uri=merged_uri,
-        report_uri=s3_uri(bucket, prefix + "train_result.json"),
-        checkpoint_uri=s3_uri(bucket, checkpoint) if checkpoint else None,
+        report_uri=layout.s3_uri(bucket, prefix + "train_result.json"),
+        checkpoint_uri=layout.s3_uri(bucket, checkpoint) if checkpoint else None,
         result=result,
     )
     put_json(client, bucket, prefix + OUTPUT, output.model_dump(mode="json"))
