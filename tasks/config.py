@@ -276,7 +276,11 @@ class ApiSettings(BaseModel):
     """
 
     provider: str = Field("openai", description="A key of `providers`.")
-    providers: dict[str, ProviderSettings] = Field(default_factory=_default_providers)
+    providers: dict[str, ProviderSettings] = Field(
+        default_factory=_default_providers,
+        description="Providers by name: base URL, API version and cut-off dates. A table set "
+        "here replaces the default one, so list every provider you use.",
+    )
     model: str = Field("gpt-4o-mini-2024-07-18", description="Base model to fine-tune.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Env variable holding the key.")
     api_key_secret_block: str | None = Field(
@@ -286,7 +290,9 @@ class ApiSettings(BaseModel):
     max_retries: int = Field(5, ge=0, description="SDK retries on 429/5xx/connection errors.")
     n_epochs: int | Literal["auto"] = Field("auto", description="Epochs; `auto` = heuristic.")
     batch_size: int | Literal["auto"] = Field("auto", description="Provider batch size.")
-    learning_rate_multiplier: float | Literal["auto"] = Field("auto")
+    learning_rate_multiplier: float | Literal["auto"] = Field(
+        "auto", description="Multiplier of the provider's learning rate; `auto` = its choice."
+    )
     suffix: str = Field("support-bot", max_length=64, description="Fine-tuned model name part.")
     context_limit: int = Field(
         65536, ge=256, description="Training-context tokens per example; longer is an error."
