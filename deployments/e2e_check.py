@@ -16,7 +16,7 @@ tokenizer (tasks/train/base_model.py `build_tiny_model`), 2 training steps, 4-to
     python deployments/e2e_check.py [--out build/e2e-check]
 
 Prints what it found and the time of each phase, writes them to <out>/e2e.json and exits non-zero
-when a check fails. tests/test_e2e.py runs the same thing (marker `e2e`).
+when a check fails. tests/flows/test_e2e.py runs the same thing (marker `e2e`).
 """
 
 from __future__ import annotations

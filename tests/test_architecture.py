@@ -72,13 +72,22 @@ def test_no_module_imports_a_private_name_of_another():
     assert private == []
 
 
+def _imported_names(tree: ast.AST) -> list[str]:
+    """Every dotted name an import statement names: `from a import b` gives a and a.b."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+    return found
+
+
 def test_no_test_module_imports_another_test_module():
     shared = [
-        f"{path.relative_to(ROOT)} imports {node.module}"
+        f"{path.relative_to(ROOT)} imports {name}"
         for path in ROOT.glob("tests/**/*.py")
-        for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.ImportFrom)
-        and node.module
-        and node.module.rsplit(".", 1)[-1].startswith("test_")
+        for name in _imported_names(ast.parse(path.read_text()))
+        if any(part.startswith("test_") for part in name.split("."))
     ]
     assert shared == [], "shared test code belongs in tests/helpers/"

@@ -21,8 +21,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 
 @pytest.fixture
 def settings(settings):
-    """A model name of its own: tests/test_flow.py looks for `retrain.data.rejected` events of
-    `support-bot`, and the rejections here must not be mistaken for its own."""
+    """A model name of its own: tests/flows/test_retrain.py looks for `retrain.data.rejected`
+    events of `support-bot`, and the rejections here must not be mistaken for its own."""
     return settings.model_copy(update={"model_name": "gates-bot"})
 
 

@@ -1,5 +1,6 @@
 """Recall and precision of the redactor on the labelled set tests/data/pii_labelled.jsonl
-(built by tests/data/make_pii_labelled.py), for bench/data_gates.py pii and tests/test_pii.py.
+(built by tests/data/make_pii_labelled.py), for bench/data_gates.py pii and
+tests/ingest/test_pii.py.
 
 A labelled value counts as found when a finding overlaps it (a phone number found as a phone
 or as any other type is still removed); a finding that overlaps no label is a false positive.

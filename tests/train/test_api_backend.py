@@ -1,5 +1,6 @@
-"""The API fine-tuning backend against a local OpenAI-compatible server (tests/fake_openai.py)
-that checks every request and response against the official OpenAPI description."""
+"""The API fine-tuning backend against a local OpenAI-compatible server
+(tests/helpers/fake_openai.py) that checks every request and response against the official
+OpenAPI description."""
 
 from __future__ import annotations
 
