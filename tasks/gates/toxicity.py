@@ -6,7 +6,7 @@ loop: scikit-learn tokenises and looks up each text in Python, over half of the 
 a million distinct records (~23 of 41 CPU-s), while Arrow lower-cases, splits and looks up whole
 arrays in C++ and releases the GIL, so chunks run on every core in threads. Same vocabulary, IDF
 weights, L2 norm and model: the probabilities equal `vectorizer.transform`'s to float precision
-(tests/test_toxicity.py). This module imports nothing of the product.
+(tests/gates/test_toxicity.py). This module imports nothing of the product.
 
     python -c "from tasks.gates.toxicity import profane_probability as p; print(p(['thanks',
     'idiot']))"

@@ -4,7 +4,7 @@ PEFT computes `base(x) + lora_B(lora_A(x)) * scaling`: besides the two small mat
 three passes over a tokens-by-out_features tensor, a multiply and an add forward and the
 multiply again backward. Written as `base(x).addmm_(lora_A(x), lora_B.weight.T, alpha=scaling)`
 the scaling and the sum happen inside the matmul, in the output the base layer already wrote.
-The result and the gradients are PEFT's (checked in tests/test_train_local.py); the saved adapter
+The result and the gradients are PEFT's (checked in tests/train/test_local.py); the saved adapter
 is a standard PEFT adapter. Anything other than one plain active adapter (dropout, DoRA and
 other variants, merged or disabled adapters, mixed batches) takes PEFT's own forward.
 """
