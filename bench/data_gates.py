@@ -301,13 +301,19 @@ def suites_on(
     }
     if baseline:
         old = module_at(baseline, "tasks/gates/suites.py", "quality_baseline")
-        old.count_leaks = module_at(
+        # the frames live in suites.py (quality.py) before the gate was split into modules
+        if exists_at(baseline, "tasks/gates/frames.py"):
+            frames = module_at(baseline, "tasks/gates/frames.py", "frames_baseline")
+            old.conversation_frame, old.mix_frame = frames.conversation_frame, frames.mix_frame
+            old.segment_frame = frames.segment_frame
+        else:
+            frames = old
+        frames.count_leaks = module_at(
             baseline, "tasks/gates/pii_check.py", "pii_check_baseline"
         ).count_leaks
-        if exists_at(
-            baseline, path_at(baseline, "tasks/gates/toxicity.py")
-        ):  # older refs classify inside quality.py
-            old.profane_probability = module_at(
+        # older refs classify inside quality.py
+        if exists_at(baseline, path_at(baseline, "tasks/gates/toxicity.py")):
+            frames.profane_probability = module_at(
                 baseline, "tasks/gates/toxicity.py", "toxicity_baseline"
             ).profane_probability
         # the ref's own settings class: older refs read fields this one no longer has

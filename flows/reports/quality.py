@@ -12,7 +12,7 @@ from typing import Any
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from tasks.config import QualitySettings
-from tasks.gates.suites import QualityReport
+from tasks.gates.verdict import QualityReport
 
 BIAS_CHECKS = ("representation.", "segments.")
 

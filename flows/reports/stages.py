@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from flows.reports import quality as quality_report
 from flows.reports.summary import RunSummary
 from tasks.config import QualitySettings
-from tasks.gates.suites import QualityReport
+from tasks.gates.verdict import QualityReport
 from tasks.ingest.objects import IngestResult
 from tasks.prepare.dataset import DatasetRef
 from tasks.train.report import loss_chart_markdown, summary_rows

@@ -14,7 +14,7 @@ from tasks.storage import layout
 
 if TYPE_CHECKING:  # parameter types only: the summary is read without the pipeline's libraries
     from tasks.evaluate.aggregate import Comparison
-    from tasks.gates.suites import QualityReport
+    from tasks.gates.verdict import QualityReport
     from tasks.ingest.objects import IngestResult, ObjectRef
     from tasks.prepare.dataset import DatasetRef
     from tasks.promote.policy import Decision

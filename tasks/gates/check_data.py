@@ -16,7 +16,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from tasks.config import Settings
-from tasks.gates.suites import CheckResult, evaluate, reference_mix
+from tasks.gates.frames import reference_mix
+from tasks.gates.suites import evaluate
+from tasks.gates.verdict import CheckResult
 from tasks.ingest.objects import parse_object_lines, read_object_lines, reason_family
 from tasks.ingest.pii import get_redactor
 from tasks.storage import layout

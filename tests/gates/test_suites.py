@@ -9,7 +9,8 @@ import pytest
 
 from flows.reports.quality import bias_markdown
 from tasks.config import QualitySettings
-from tasks.gates.suites import conversation_frame, evaluate, reference_mix, validate_batch
+from tasks.gates.frames import conversation_frame, reference_mix
+from tasks.gates.suites import evaluate, validate_batch
 from tasks.gates.toxicity import profane_probability
 from tasks.storage.s3 import get_json, list_objects, put_jsonl, s3_client
 from tests.helpers import batches

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks.config import PiiSettings, QualitySettings
-from tasks.gates.suites import conversation_frame
+from tasks.gates.frames import conversation_frame
 from tasks.ingest.objects import parse_object_lines
 from tasks.ingest.pii import get_redactor
 from tasks.prepare.curation import split_convertible
